@@ -1,0 +1,40 @@
+# The README's two commands:  make book  (build the website)  and  make test  (run every test).
+# Both set themselves up: they use the active virtual environment, or create .venv, and
+# install requirements.txt plus this package (editable) into it when either file changes.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.vae-tutorial-installed
+NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+
+.PHONY: book test setup lint format bench clean
+
+book: setup
+	rm -rf _build/html
+	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
+
+test: book
+	$(PY) -m pytest tests notebooks $(NBVAL) --durations=0 -q
+
+setup: $(STAMP)
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): requirements.txt pyproject.toml | $(PY)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements.txt -e .
+	touch $@
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: setup
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+clean:
+	rm -rf _build .cache runs

@@ -1,0 +1,68 @@
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "vae_tutorial", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_train_then_evaluate(tmp_path, mnist_root):
+    out = tmp_path / "run"
+    result = run(
+        "train",
+        "--epochs",
+        "2",
+        "--train-size",
+        "2000",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        "--no-progress",
+    )
+    assert result.returncode == 0, result.stderr
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 2 and "test -ELBO" in epochs[0]
+    assert (out / "checkpoint.pt").exists()
+    result = run("evaluate", str(out / "checkpoint.pt"), "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("test -ELBO ") and "after 2 epoch(s)" in result.stdout
+    # training into a folder that has a checkpoint must not overwrite it silently
+    again = run("train", "--epochs", "1", "--out", str(out), "--device", "cpu")
+    assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_help_lists_the_options():
+    result = run("train", "--help")
+    assert result.returncode == 0
+    for option in (
+        "--epochs",
+        "--latent-dim",
+        "--batch-size",
+        "--lr",
+        "--beta",
+        "--device",
+        "--seed",
+        "--out",
+    ):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--epochs", "0"], "epochs must be a positive integer"),
+        (["train", "--latent-dim", "-2"], "latent_dim"),
+        (["train", "--device", "tpu"], "unknown device"),
+        (["evaluate", "nowhere.pt"], "no checkpoint at nowhere.pt"),
+    ],
+)
+def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):
+    result = run(*args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1

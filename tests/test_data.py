@@ -1,0 +1,82 @@
+import shutil
+
+import pytest
+import torch
+from torchvision import datasets
+
+from vae_tutorial import (
+    MNISTUnavailableError,
+    TensorLoader,
+    binarize,
+    fixed_binarized,
+    mnist_dataset,
+    mnist_tensors,
+    torchvision_loader,
+)
+from vae_tutorial.data import MNIST_FILES
+
+
+def test_splits_have_the_documented_shapes_and_range(mnist_root):
+    images, labels = mnist_tensors(train=False)
+    assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.float32
+    assert labels.shape == (10_000,) and set(labels.unique().tolist()) == set(range(10))
+    assert images.min() == 0 and images.max() == 1
+    assert len(mnist_dataset(train=True)) == 60_000
+
+
+def test_the_two_loaders_give_the_same_images_and_labels(mnist_root):
+    blog = torchvision_loader(train=False, batch_size=500, shuffle=False)
+    images, labels = mnist_tensors(train=False)
+    ours = TensorLoader(images, labels, batch_size=500, shuffle=False)
+    assert len(blog) == len(ours) == 20
+    for (xb, yb), (xo, yo) in zip(blog, ours):
+        assert torch.equal(xb, xo) and torch.equal(yb, yo)
+
+
+def test_tensor_loader_shuffles_every_image_once_per_epoch_and_reproducibly():
+    images = torch.arange(10.0).view(10, 1, 1, 1).expand(10, 1, 28, 28) / 10
+    labels = torch.arange(10)
+    loader = TensorLoader(images, labels, batch_size=4, seed=3)
+    epoch0 = torch.cat([y for _, y in loader])
+    assert sorted(epoch0.tolist()) == list(range(10)) and epoch0.tolist() != list(range(10))
+    assert torch.equal(epoch0, torch.cat([y for _, y in loader]))
+    loader.set_epoch(1)
+    assert not torch.equal(epoch0, torch.cat([y for _, y in loader]))
+    assert [len(y) for _, y in loader] == [4, 4, 2]
+
+
+def test_dynamic_binarization_is_fresh_bernoulli_noise():
+    x = torch.full((2000, 1, 28, 28), 0.3)
+    b1, b2 = binarize(x), binarize(x)
+    assert set(b1.unique().tolist()) == {0.0, 1.0}
+    assert abs(b1.mean().item() - 0.3) < 0.01
+    assert not torch.equal(b1, b2)
+    assert torch.equal(fixed_binarized(x), fixed_binarized(x))
+
+
+def test_missing_data_without_network_gives_one_clear_message(tmp_path, monkeypatch):
+    # a closed local port stands in for "no network" whether or not this machine is online
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    with pytest.raises(MNISTUnavailableError) as info:
+        mnist_dataset(train=False, root=tmp_path)
+    message = str(info.value)
+    assert str(tmp_path / "MNIST" / "raw") in message
+    assert all(name in message for name in MNIST_FILES)
+    assert "VAE_TUTORIAL_DATA" in message and "\n" not in message
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+def test_local_files_are_used_without_network(tmp_path, monkeypatch, mnist_root):
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    shutil.copytree(
+        mnist_root / "MNIST" / "raw",
+        tmp_path / "MNIST" / "raw",
+        ignore=shutil.ignore_patterns("*-ubyte"),
+    )
+    assert len(mnist_dataset(train=False, root=tmp_path)) == 10_000
+
+
+@pytest.mark.parametrize("batch_size", [0, -1, 2.5])
+def test_bad_batch_sizes_raise(batch_size):
+    with pytest.raises(ValueError, match="batch_size"):
+        TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4), batch_size=batch_size)

@@ -1,0 +1,104 @@
+import pytest
+import torch
+
+import vae_tutorial.training as training
+from vae_tutorial import (
+    TrainConfig,
+    evaluate,
+    fit,
+    load_checkpoint,
+    load_or_train,
+    select_device,
+)
+from vae_tutorial.training import test_loader as make_test_loader
+
+QUICK = TrainConfig(epochs=2, train_size=10_000, seed=7)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory, mnist_root):
+    path = tmp_path_factory.mktemp("run") / "checkpoint.pt"
+    model, history = fit(QUICK, "cpu", checkpoint=path, progress=False, verbose=False)
+    return model, history, path
+
+
+def test_short_training_lowers_test_loss_below_a_bound(quick_run):
+    model, history, _ = quick_run
+    # an untrained decoder says p = 1/2 per pixel: 784 ln 2 = 543 nats; predicting the
+    # average digit for every image costs about 206 nats. Two passes over 10,000 images
+    # must beat both on the binarized test set, and the second must beat the first.
+    first, second = history["test_neg_elbo"]
+    assert second < first and second < 200
+    torch.testing.assert_close(second, history["test_recon"][1] + history["test_kl"][1])
+
+
+def test_same_seed_gives_identical_weights_and_losses(quick_run):
+    model, history, _ = quick_run
+    again, history2 = fit(QUICK, "cpu", progress=False, verbose=False)
+    assert history2["train_loss"] == history["train_loss"]
+    assert history2["test_neg_elbo"] == history["test_neg_elbo"]
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_round_trip_gives_identical_outputs(quick_run):
+    model, history, path = quick_run
+    state = load_checkpoint(path)
+    assert state.config == QUICK and state.epoch == 2 and state.history == history
+    x = torch.rand(5, 1, 28, 28)
+    model.eval()
+    assert torch.equal(state.model.reconstruct(x), model.reconstruct(x))
+    assert set(state.optimizer_state) == {"state", "param_groups"}
+
+
+def test_evaluation_is_deterministic_and_leaves_the_rng_alone(quick_run, mnist_root):
+    model, _, _ = quick_run
+    data = make_test_loader(QUICK, torch.device("cpu"))
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    assert evaluate(model, data) == evaluate(model, data)
+    assert torch.equal(before, torch.get_rng_state())
+
+
+def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch, mnist_root):
+    config = TrainConfig(epochs=1, train_size=1_000)
+    model, history = load_or_train(config, tmp_path, "cpu", progress=False, verbose=False)
+    assert (tmp_path / f"vae-{config.key()}.pt").exists()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("load_or_train retrained a cached model")
+
+    monkeypatch.setattr(training, "fit", no_training)
+    cached, cached_history = load_or_train(config, tmp_path, "cpu")
+    assert cached_history == history
+    for a, b in zip(model.state_dict().values(), cached.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_device_selection():
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device(None).type in ("cuda", "mps", "cpu")
+    with pytest.raises(ValueError, match="unknown device"):
+        select_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            select_device("cuda")
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", 0),
+        ("batch_size", -1),
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("beta", -1.0),
+        ("loader", "pandas"),
+        ("train_size", 0),
+        ("seed", -1),
+        ("latent_dim", 0),
+    ],
+)
+def test_bad_configs_raise(field, value):
+    with pytest.raises(ValueError, match=field):
+        TrainConfig(**{field: value})

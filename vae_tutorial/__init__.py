@@ -19,7 +19,15 @@ from .data import (
 from .loss import VAELoss, kl_divergence, reconstruction_nll, vae_loss
 from .model import VAE, Decoder, Encoder, reparameterize
 from .paths import cache_root, data_root
-from .training import evaluate, fit, load_or_train, seed_everything, select_device, train_epoch
+from .training import (
+    cached_checkpoint,
+    evaluate,
+    fit,
+    load_or_train,
+    seed_everything,
+    select_device,
+    train_epoch,
+)
 
 __version__ = "0.1.0"
 
@@ -35,6 +43,7 @@ __all__ = [
     "VAELoss",
     "binarize",
     "cache_root",
+    "cached_checkpoint",
     "data_root",
     "download_mnist",
     "evaluate",

@@ -178,13 +178,15 @@ def fit(
     progress: bool = True,
     verbose: bool = True,
     root=None,
+    on_epoch_end=None,
 ) -> tuple[VAE, dict]:
     """Train a :class:`VAE` as ``config`` says; return it with its history.
 
     With ``checkpoint``, a checkpoint is written after every epoch; with ``resume`` too,
     training continues from it (same data order and RNG, so the same final weights).
     ``history`` holds, per epoch, the mean training loss and the test loss, -ELBO, recon
-    and KL, all in nats per image, and the epoch's seconds.
+    and KL, all in nats per image, and the epoch's seconds. ``on_epoch_end(epoch, model)``
+    is called after each epoch (``epoch`` counts from 1), e.g. to keep snapshots.
     """
     device = select_device(device)
     seed_everything(config.seed)
@@ -226,6 +228,9 @@ def fit(
             history[key].append(value)
         if checkpoint is not None:
             save_checkpoint(checkpoint, model, optimizer, config, epoch + 1, history)
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, model)
+            model.train()
         if verbose:
             print(
                 f"epoch {epoch + 1:>3}/{config.epochs}  train loss {train_loss:8.2f}  "
@@ -234,6 +239,11 @@ def fit(
                 flush=True,
             )
     return model, history
+
+
+def cached_checkpoint(config: TrainConfig, cache_dir: str | Path | None = None) -> Path:
+    """Where :func:`load_or_train` keeps the model for ``config``: ``<cache>/vae-<key>.pt``."""
+    return Path(cache_dir or cache_root()) / f"vae-{config.key()}.pt"
 
 
 def load_or_train(
@@ -245,7 +255,7 @@ def load_or_train(
 ) -> tuple[VAE, dict]:
     """The model ``config`` describes: loaded from the cache if it was trained before,
     else trained now (resuming an unfinished cached run) and cached as ``vae-<key>.pt``."""
-    path = Path(cache_dir or cache_root()) / f"vae-{config.key()}.pt"
+    path = cached_checkpoint(config, cache_dir)
     device = select_device(device)
     if path.exists():
         try:

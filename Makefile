@@ -12,6 +12,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 .PHONY: book test setup lint format bench clean
 
 book: setup
+	$(PY) tools/sync_colab.py
 	rm -rf _build/html
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 

@@ -39,7 +39,9 @@ def test_colab_links_agree_with_config(path):
 
 
 def test_a_changed_repository_is_detected(monkeypatch):
-    monkeypatch.setattr(sync_colab, "repository", lambda: ("https://github.com/someone/fork", "dev"))
+    monkeypatch.setattr(
+        sync_colab, "repository", lambda: ("https://github.com/someone/fork", "dev")
+    )
     found = sync_colab.problems(NOTEBOOKS[0])
     assert len(found) == 2 and "someone/fork/blob/dev/notebooks/" in found[0]
 
@@ -72,6 +74,13 @@ def test_chapter_is_committed_executed_in_order_without_errors(path):
 def test_bibliography_has_every_cited_key():
     bib = (ROOT / "book" / "references.bib").read_text()
     keys = set(re.findall(r"@\w+\{([^,]+),", bib))
-    sources = [p.read_text() for p in NOTEBOOKS] + [p.read_text() for p in (ROOT / "book").glob("*.md")]
-    cited = {k.strip() for s in sources for group in re.findall(r"\{cite:?[tp]?\}`([^`]+)`", s) for k in group.split(",")}
+    sources = [p.read_text() for p in NOTEBOOKS] + [
+        p.read_text() for p in (ROOT / "book").glob("*.md")
+    ]
+    cited = {
+        k.strip()
+        for s in sources
+        for group in re.findall(r"\{cite:?[tp]?\}`([^`]+)`", s)
+        for k in group.split(",")
+    }
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"

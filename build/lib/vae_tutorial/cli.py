@@ -1,0 +1,108 @@
+"""Command line: ``python -m vae_tutorial train ...`` and ``python -m vae_tutorial evaluate CKPT``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .checkpoint import CheckpointError, load_checkpoint
+from .config import LOADERS, TrainConfig
+from .data import MNISTUnavailableError
+from .training import evaluate, fit, select_device, test_loader
+
+EXPECTED_ERRORS = (ValueError, CheckpointError, MNISTUnavailableError, FloatingPointError, OSError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m vae_tutorial",
+        description="Train and evaluate the VAE Tutorial Book's convolutional VAE on MNIST.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    d = TrainConfig()
+    train = commands.add_parser(
+        "train",
+        help="train a VAE and write OUT/checkpoint.pt after every epoch",
+        description="Train a VAE on MNIST. Prints one line per epoch (losses in nats per "
+        "image) and writes OUT/checkpoint.pt after every epoch.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
+    train.add_argument("--latent-dim", type=int, default=d.latent_dim, help="size of z")
+    train.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
+    train.add_argument("--lr", type=float, default=d.lr, help="Adam's learning rate")
+    train.add_argument("--beta", type=float, default=d.beta, help="weight of the KL term (1 = VAE)")
+    train.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    train.add_argument("--out", type=Path, default=Path("runs/vae"), help="output folder")
+    train.add_argument(
+        "--grey", action="store_true", help="train on grey levels, not binarized pixels"
+    )
+    train.add_argument("--loader", choices=LOADERS, default=d.loader, help="data path")
+    train.add_argument(
+        "--train-size", type=int, default=None, help="use the first N training images"
+    )
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ev = commands.add_parser(
+        "evaluate",
+        help="print the test -ELBO of a checkpoint",
+        description="Print a checkpoint's test -ELBO in nats per image (one z per image).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    ev.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
+    ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> None:
+    config = TrainConfig(
+        epochs=args.epochs,
+        latent_dim=args.latent_dim,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        beta=args.beta,
+        seed=args.seed,
+        binarized=not args.grey,
+        loader=args.loader,
+        train_size=args.train_size,
+    )
+    device = select_device(args.device)
+    path = args.out / "checkpoint.pt"
+    if path.exists() and not args.resume:
+        raise ValueError(f"{path} exists; pass --resume to continue it or choose another --out")
+    print(f"training on {device} for {config.epochs} epoch(s); checkpoint: {path}", flush=True)
+    try:
+        fit(config, device, path, resume=args.resume, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: {path} holds the last finished epoch; continue with the same "
+            "command plus --resume",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    print(f"saved {path}")
+
+
+def run_evaluate(args: argparse.Namespace) -> None:
+    device = select_device(args.device)
+    state = load_checkpoint(args.checkpoint, device)
+    data = test_loader(state.config, device)
+    result = evaluate(state.model, data)
+    kind = "binarized" if state.config.binarized else "grey-level"
+    print(
+        f"test -ELBO {result['neg_elbo']:.2f} nats per image "
+        f"(recon {result['recon']:.2f} + KL {result['kl']:.2f}) on {data.num_images} {kind} "
+        f"test images, after {state.epoch} epoch(s)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        {"train": run_train, "evaluate": run_evaluate}[args.command](args)
+    except EXPECTED_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0

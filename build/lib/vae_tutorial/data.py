@@ -1,0 +1,178 @@
+"""MNIST for the book: the blog's ``DataLoader`` path and a faster tensor-resident path.
+
+Pixels are floats in [0, 1], shape ``(B, 1, 28, 28)``. A Bernoulli decoder models binary
+pixels, so both paths can *binarize dynamically*: every time an image is drawn, each
+pixel is replaced by a fresh sample ``x_ij ~ Bernoulli(intensity_ij)``.
+"""
+
+from __future__ import annotations
+
+import io
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+from torchvision import datasets, transforms
+
+from .paths import DATA_ENV, data_root
+
+MNIST_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
+TEST_BINARIZATION_SEED = 0  # the one fixed binarized test set every chapter evaluates on
+
+
+class MNISTUnavailableError(RuntimeError):
+    """MNIST is not on disk and could not be downloaded."""
+
+
+def _unavailable(raw: Path, reason: str) -> MNISTUnavailableError:
+    files = ", ".join(MNIST_FILES)
+    return MNISTUnavailableError(
+        f"MNIST is not in {raw} and could not be downloaded ({reason}). "
+        f"Copy the four original files ({files}) into that folder, or set {DATA_ENV} to a "
+        f"folder whose MNIST/raw/ holds them, then run again."
+    )
+
+
+def download_mnist(root: str | Path | None = None) -> Path:
+    """Make sure MNIST is under ``root`` (default :func:`data_root`); return ``root``.
+
+    torchvision checks each file's MD5 sum and downloads only what is missing or wrong.
+    Its progress messages are swallowed so that notebook output does not depend on
+    whether the data was already there.
+    """
+    root = Path(root) if root is not None else data_root()
+    raw = root / "MNIST" / "raw"
+    try:
+        raw.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise MNISTUnavailableError(
+            f"cannot create the data folder {raw}: {err.strerror}. "
+            f"Set {DATA_ENV} to a folder you can write to."
+        ) from None
+    chatter = io.StringIO()
+    try:
+        with redirect_stdout(chatter), redirect_stderr(chatter):
+            datasets.MNIST(root, train=True, download=True)
+    except (OSError, RuntimeError) as err:
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise _unavailable(raw, reason) from None
+    return root
+
+
+def mnist_dataset(
+    train: bool = True, root: str | Path | None = None, transform=None
+) -> datasets.MNIST:
+    """The torchvision MNIST split (60,000 train or 10,000 test images), downloaded if absent."""
+    root = Path(root) if root is not None else data_root()
+    try:
+        return datasets.MNIST(root, train=train, transform=transform, download=False)
+    except RuntimeError:  # not extracted yet: verify or fetch the files, then extract
+        download_mnist(root)
+        return datasets.MNIST(root, train=train, transform=transform, download=False)
+
+
+def mnist_tensors(
+    train: bool = True, root: str | Path | None = None, device: str | torch.device = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A whole split as two tensors: images ``(N, 1, 28, 28)`` float in [0, 1], labels ``(N,)``."""
+    ds = mnist_dataset(train, root)
+    images = ds.data.unsqueeze(1).to(device=device, dtype=torch.float32) / 255  # (N, 1, 28, 28)
+    return images, ds.targets.to(device)
+
+
+def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """One Bernoulli sample per pixel: ``b_ij = 1`` with probability ``x_ij``."""
+    return torch.bernoulli(x, generator=generator)
+
+
+def fixed_binarized(images: torch.Tensor, seed: int = TEST_BINARIZATION_SEED) -> torch.Tensor:
+    """A binarization drawn once with a fixed seed (for a test set that never changes)."""
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    return binarize(images.cpu(), generator).to(images.device)
+
+
+class Binarize:
+    """A torchvision transform: dynamic binarization of a ``ToTensor`` image."""
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return binarize(x)
+
+
+def torchvision_loader(
+    train: bool = True,
+    batch_size: int = 128,
+    shuffle: bool = True,
+    binarized: bool = False,
+    root: str | Path | None = None,
+    num_workers: int = 0,
+) -> DataLoader:
+    """The blog's data path: ``datasets.MNIST`` + ``ToTensor`` in a ``DataLoader``.
+
+    Every image goes through PIL and a Python transform, one at a time.
+    """
+    _check_batch_size(batch_size)
+    steps = [transforms.ToTensor()] + ([Binarize()] if binarized else [])
+    ds = mnist_dataset(train, root, transforms.Compose(steps))
+    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+
+
+class TensorLoader:
+    """Shuffled batches from tensors that already live on the device.
+
+    A batch is one indexing operation ``images[idx]``: no PIL, no per-image Python.
+    The order of epoch ``e`` depends only on ``(seed, e)``, so an interrupted run can
+    resume with the same data order. ``binarized=True`` draws fresh pixels each batch.
+    """
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int = 128,
+        shuffle: bool = True,
+        binarized: bool = False,
+        seed: int = 0,
+    ):
+        _check_batch_size(batch_size)
+        if images.ndim != 4 or len(images) != len(labels):
+            raise ValueError(
+                f"images must be (N, 1, 28, 28) with one label each; got images "
+                f"{tuple(images.shape)} and labels {tuple(labels.shape)}"
+            )
+        self.images, self.labels = images, labels
+        self.batch_size, self.shuffle, self.binarized = batch_size, shuffle, binarized
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose which epoch's shuffle the next iteration uses."""
+        self.epoch = epoch
+
+    @property
+    def num_images(self) -> int:
+        return len(self.images)
+
+    def __len__(self) -> int:  # number of batches, like DataLoader
+        return -(-self.num_images // self.batch_size)
+
+    def __iter__(self):
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            order = torch.randperm(self.num_images, generator=generator)
+        else:
+            order = torch.arange(self.num_images)
+        order = order.to(self.images.device)
+        for start in range(0, self.num_images, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx]  # (B, 1, 28, 28)
+            yield (binarize(x) if self.binarized else x), self.labels[idx]
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
+        raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")

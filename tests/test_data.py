@@ -80,3 +80,45 @@ def test_local_files_are_used_without_network(tmp_path, monkeypatch, mnist_root)
 def test_bad_batch_sizes_raise(batch_size):
     with pytest.raises(ValueError, match="batch_size"):
         TensorLoader(torch.zeros(4, 1, 28, 28), torch.zeros(4), batch_size=batch_size)
+
+
+@pytest.fixture
+def offline_copy(tmp_path, monkeypatch, mnist_root):
+    """A private copy of the four archives, with downloads pointed at a closed local port."""
+    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    shutil.copytree(
+        mnist_root / "MNIST" / "raw",
+        tmp_path / "MNIST" / "raw",
+        ignore=shutil.ignore_patterns("*-ubyte", "*.damaged"),
+    )
+    return tmp_path
+
+
+def test_a_truncated_archive_is_caught_by_its_checksum_and_named(offline_copy):
+    archive = offline_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte.gz"
+    archive.write_bytes(archive.read_bytes()[:5000])  # an interrupted download
+    with pytest.raises(MNISTUnavailableError) as info:
+        mnist_dataset(train=False, root=offline_copy)
+    message = str(info.value)
+    assert "t10k-images-idx3-ubyte.gz failed the MD5 check" in message
+    assert "could not be downloaded" in message and "\n" not in message
+    assert not archive.exists(), "the damaged file is never extracted or trusted"
+    assert archive.with_name(archive.name + ".damaged").exists(), "and is not thrown away"
+
+
+def test_a_half_extracted_file_is_extracted_again(offline_copy):
+    assert len(mnist_dataset(train=False, root=offline_copy)) == 10_000
+    extracted = offline_copy / "MNIST" / "raw" / "t10k-images-idx3-ubyte"
+    extracted.write_bytes(extracted.read_bytes()[:1000])  # extraction cut short
+    images = mnist_dataset(train=False, root=offline_copy).data
+    assert images.shape == (10_000, 28, 28)
+    assert extracted.stat().st_size == 7_840_016
+
+
+def test_a_data_root_that_cannot_be_created_gives_a_clear_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(
+        MNISTUnavailableError, match="cannot create the data folder.*VAE_TUTORIAL_DATA"
+    ):
+        mnist_dataset(train=False, root=blocker / "data")

@@ -34,6 +34,7 @@ class Checkpoint:
     optimizer_state: dict
     history: dict
     rng_state: dict
+    partial: dict | None = None  # progress through an unfinished epoch, if stopped mid-epoch
 
 
 def save_checkpoint(
@@ -43,8 +44,12 @@ def save_checkpoint(
     config: TrainConfig,
     epoch: int,
     history: dict,
+    partial: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file, fsync, rename) and return its path."""
+    """Write a checkpoint atomically (temporary file, fsync, rename) and return its path.
+
+    ``epoch`` counts finished epochs; ``partial`` records how far the next one got
+    (steps, summed loss, images) when training stopped in the middle of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {
@@ -54,6 +59,7 @@ def save_checkpoint(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "history": history,
+        "partial": partial,
         "rng": {"torch": torch.get_rng_state()},
     }
     if torch.cuda.is_available():
@@ -122,7 +128,13 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
             f"({type(err).__name__}: {str(err).splitlines()[0][:120]}); train it again"
         ) from None
     return Checkpoint(
-        config, state["epoch"], model, state["optimizer"], state["history"], state["rng"]
+        config,
+        state["epoch"],
+        model,
+        state["optimizer"],
+        state["history"],
+        state["rng"],
+        state.get("partial"),
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import LOADERS, TrainConfig
 from .data import MNISTUnavailableError
-from .training import evaluate, fit, select_device, test_loader
+from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
 
 EXPECTED_ERRORS = (ValueError, CheckpointError, MNISTUnavailableError, FloatingPointError, OSError)
 
@@ -75,9 +75,16 @@ def run_train(args: argparse.Namespace) -> None:
     print(f"training on {device} for {config.epochs} epoch(s); checkpoint: {path}", flush=True)
     try:
         fit(config, device, path, resume=args.resume, progress=not args.no_progress)
-    except KeyboardInterrupt:
+    except TrainingInterrupted as stop:
         print(
-            f"\ninterrupted: {path} holds the last finished epoch; continue with the same "
+            f"\ninterrupted in epoch {stop.epoch} after step {stop.step}: {path} holds the run "
+            "so far; continue it with the same command plus --resume",
+            file=sys.stderr,
+        )
+        raise SystemExit(130) from None
+    except KeyboardInterrupt:  # a second Ctrl-C: stopped at once, mid-step
+        print(
+            f"\ninterrupted: {path} holds the last finished epoch; continue it with the same "
             "command plus --resume",
             file=sys.stderr,
         )

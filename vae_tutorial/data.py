@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
+from torchvision.datasets.utils import check_integrity
 
 from .paths import DATA_ENV, data_root
 
@@ -23,6 +24,12 @@ MNIST_FILES = (
     "t10k-images-idx3-ubyte.gz",
     "t10k-labels-idx1-ubyte.gz",
 )
+EXTRACTED_SIZES = {  # bytes of each extracted IDX file: a shorter one is a broken extraction
+    "train-images-idx3-ubyte": 47_040_016,
+    "train-labels-idx1-ubyte": 60_008,
+    "t10k-images-idx3-ubyte": 7_840_016,
+    "t10k-labels-idx1-ubyte": 10_008,
+}
 TEST_BINARIZATION_SEED = 0  # the one fixed binarized test set every chapter evaluates on
 
 
@@ -55,14 +62,45 @@ def download_mnist(root: str | Path | None = None) -> Path:
             f"cannot create the data folder {raw}: {err.strerror}. "
             f"Set {DATA_ENV} to a folder you can write to."
         ) from None
+    damaged = _set_aside_damaged_archives(raw)
     chatter = io.StringIO()
     try:
         with redirect_stdout(chatter), redirect_stderr(chatter):
             datasets.MNIST(root, train=True, download=True)
     except (OSError, RuntimeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if damaged:
+            names = ", ".join(damaged)
+            reason = (
+                f"{names} failed the MD5 check (truncated or corrupted; kept as *.damaged) "
+                f"and a fresh copy could not be downloaded: {reason}"
+            )
         raise _unavailable(raw, reason) from None
     return root
+
+
+def _set_aside_damaged_archives(raw: Path) -> list[str]:
+    """Rename archives whose MD5 sum is wrong (a half download, a damaged copy) to
+    ``*.damaged`` so that they are fetched afresh and never extracted; return their names."""
+    damaged = []
+    for name, md5 in datasets.MNIST.resources:
+        path = raw / name
+        if path.exists() and not check_integrity(str(path), md5):
+            path.replace(path.with_name(name + ".damaged"))
+            path.with_name(name.removesuffix(".gz")).unlink(missing_ok=True)
+            damaged.append(name)
+    return damaged
+
+
+def _remove_broken_extractions(raw: Path) -> bool:
+    """Delete extracted IDX files of the wrong size (an interrupted extraction); True if any."""
+    broken = False
+    for name, size in EXTRACTED_SIZES.items():
+        path = raw / name
+        if path.exists() and path.stat().st_size != size:
+            path.unlink()
+            broken = True
+    return broken
 
 
 def mnist_dataset(
@@ -70,11 +108,13 @@ def mnist_dataset(
 ) -> datasets.MNIST:
     """The torchvision MNIST split (60,000 train or 10,000 test images), downloaded if absent."""
     root = Path(root) if root is not None else data_root()
-    try:
-        return datasets.MNIST(root, train=train, transform=transform, download=False)
-    except RuntimeError:  # not extracted yet: verify or fetch the files, then extract
-        download_mnist(root)
-        return datasets.MNIST(root, train=train, transform=transform, download=False)
+    if not _remove_broken_extractions(root / "MNIST" / "raw"):
+        try:
+            return datasets.MNIST(root, train=train, transform=transform, download=False)
+        except RuntimeError:  # not extracted yet: verify or fetch the archives, then extract
+            pass
+    download_mnist(root)
+    return datasets.MNIST(root, train=train, transform=transform, download=False)
 
 
 def mnist_tensors(
@@ -161,13 +201,17 @@ class TensorLoader:
         return -(-self.num_images // self.batch_size)
 
     def __iter__(self):
+        return self.batches()
+
+    def batches(self, start_batch: int = 0):
+        """This epoch's batches, from batch ``start_batch`` on (to resume mid-epoch)."""
         if self.shuffle:
             generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             order = torch.randperm(self.num_images, generator=generator)
         else:
             order = torch.arange(self.num_images)
         order = order.to(self.images.device)
-        for start in range(0, self.num_images, self.batch_size):
+        for start in range(start_batch * self.batch_size, self.num_images, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = self.images[idx]  # (B, 1, 28, 28)
             yield (binarize(x) if self.binarized else x), self.labels[idx]

@@ -7,10 +7,14 @@ once per epoch. Every epoch ends with a checkpoint when a path is given.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
+import signal
 import sys
+import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +29,7 @@ from .paths import cache_root
 
 EVAL_SEED = 1234  # evaluation draws its own z with this seed, leaving training's RNG alone
 PROGRESS_ENV = "VAE_TUTORIAL_PROGRESS"  # auto (widget in notebooks), text, or off
+CHECK_EVERY = 25  # steps between the (syncing) checks that the loss is still finite
 
 
 def select_device(name: str | torch.device | None = None) -> torch.device:
@@ -57,6 +62,13 @@ def select_device(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
+def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
+    """Adam (Kingma & Ba, 2015) over the model's parameters; on CUDA its fused kernel
+    (the same update, in one kernel launch instead of several per parameter)."""
+    fused = next(model.parameters()).device.type == "cuda"
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=fused or None)
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's RNGs (all devices) with ``seed``."""
     random.seed(seed)
@@ -66,15 +78,16 @@ def seed_everything(seed: int) -> None:
 
 def make_loaders(config: TrainConfig, device: torch.device, root=None):
     """Training and test loaders for ``config``. The test set is binarized once, with a
-    fixed seed, when ``config.binarized``; the training set afresh every batch."""
+    fixed seed, when ``config.binarized``; the training set afresh every batch. Either
+    training loader's order in epoch ``e`` depends only on ``(config.seed, e)``."""
     if config.loader == "torchvision":
         train = torchvision_loader(True, config.batch_size, True, config.binarized, root)
+        dataset = train.dataset
         if config.train_size is not None:
-            train = torch.utils.data.DataLoader(
-                torch.utils.data.Subset(train.dataset, range(config.train_size)),
-                batch_size=config.batch_size,
-                shuffle=True,
-            )
+            dataset = torch.utils.data.Subset(dataset, range(config.train_size))
+        train = torch.utils.data.DataLoader(
+            dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator()
+        )
     else:
         images, labels = mnist_tensors(True, root, device)
         n = config.train_size or len(images)
@@ -92,6 +105,23 @@ def test_loader(config: TrainConfig, device: torch.device, root=None) -> TensorL
     return TensorLoader(images, labels, batch_size=1000, shuffle=False)
 
 
+def _set_epoch(loader, seed: int, epoch: int) -> None:
+    """Fix the data order of ``epoch`` for either kind of training loader."""
+    if hasattr(loader, "set_epoch"):
+        loader.set_epoch(epoch)
+    elif getattr(loader, "generator", None) is not None:
+        loader.generator.manual_seed(seed * 100_003 + epoch)
+
+
+def _batches(loader, start: int):
+    """The batches of one pass over ``loader``, skipping the first ``start``."""
+    if start == 0:
+        return iter(loader)
+    if hasattr(loader, "batches"):
+        return loader.batches(start)
+    return itertools.islice(iter(loader), start, None)
+
+
 def _progress(iterable, total: int, desc: str, enabled: bool):
     mode = os.environ.get(PROGRESS_ENV, "auto")
     if not enabled or mode == "off":
@@ -100,7 +130,83 @@ def _progress(iterable, total: int, desc: str, enabled: bool):
         from tqdm import tqdm
     else:
         from tqdm.auto import tqdm
-    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr)
+    # at most one update a second: a notebook widget sends a message per update
+    return tqdm(iterable, total=total, desc=desc, leave=False, file=sys.stderr, mininterval=1.0)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite at ``step`` (counted from 0 in the epoch)."""
+
+    def __init__(self, step: int, value: float, epoch: int | None = None, note: str = ""):
+        self.step, self.value, self.epoch = step, value, epoch
+        where = f"epoch {epoch}, step {step}" if epoch is not None else f"step {step}"
+        super().__init__(
+            f"the training loss became {value} at {where}; lower the learning rate (lr) "
+            f"and train again{note}"
+        )
+
+
+@dataclass
+class EpochProgress:
+    """How far one epoch got: steps taken, summed loss and images (to resume mid-epoch)."""
+
+    step: int = 0
+    loss_sum: float = 0.0
+    images: int = 0
+    stopped: bool = False
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(self.images, 1)
+
+
+def run_epoch(
+    model: VAE,
+    loader,
+    optimizer: torch.optim.Optimizer,
+    beta: float = 1.0,
+    progress: bool = False,
+    desc: str = "train",
+    start: EpochProgress | None = None,
+    should_stop=None,
+) -> EpochProgress:
+    """Train over one pass of ``loader`` (from ``start.step`` on, if given).
+
+    Stops early, between two steps, when ``should_stop()`` becomes true. The loss stays
+    on the device; every ``CHECK_EVERY`` steps one read checks that it is still finite and
+    raises :class:`NonFiniteLossError` naming the first bad step.
+    """
+    model.train()
+    device = next(model.parameters()).device
+    done = start or EpochProgress()
+    total = torch.zeros((), device=device)
+    first_bad = torch.full((), -1, dtype=torch.long, device=device)
+    step, images = done.step, 0
+    batches = _progress(_batches(loader, step), len(loader) - step, desc, progress)
+    for x, _ in batches:
+        x = x.to(device, non_blocking=True)
+        logits, mu, logvar = model(x)  # (B, 1, 28, 28), (B, D), (B, D)
+        loss = vae_loss(logits, x, mu, logvar, beta, validate=False).total
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach()  # stays on the device: no sync per step
+        first_bad = torch.where(torch.isfinite(loss) | (first_bad >= 0), first_bad, step)
+        step, images = step + 1, images + len(x)
+        if step % CHECK_EVERY == 0:
+            _check_finite(first_bad, total)
+        if should_stop is not None and should_stop():
+            break
+    _check_finite(first_bad, total)
+    return EpochProgress(
+        step, done.loss_sum + total.item(), done.images + images, step < len(loader)
+    )
+
+
+def _check_finite(first_bad: torch.Tensor, total: torch.Tensor) -> None:
+    bad = int(first_bad)
+    if bad >= 0:
+        raise NonFiniteLossError(bad, float(total))
 
 
 def train_epoch(
@@ -112,24 +218,7 @@ def train_epoch(
     desc: str = "train",
 ) -> float:
     """One pass over ``loader``; returns the mean per-image ``recon + beta * kl`` (nats)."""
-    model.train()
-    device = next(model.parameters()).device
-    total, count = torch.zeros((), device=device), 0
-    for x, _ in _progress(loader, len(loader), desc, progress):
-        x = x.to(device, non_blocking=True)
-        logits, mu, logvar = model(x)
-        loss = vae_loss(logits, x, mu, logvar, beta, validate=False).total
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()  # stays on the device: no sync per step
-        count += len(x)
-    value = total.item() / count
-    if not np.isfinite(value):
-        raise FloatingPointError(
-            f"training loss became {value}; lower the learning rate (lr) and train again"
-        )
-    return value
+    return run_epoch(model, loader, optimizer, beta, progress, desc).mean_loss
 
 
 @torch.no_grad()
@@ -156,18 +245,47 @@ def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
 
 
 def new_history() -> dict[str, list]:
-    return {
-        k: []
-        for k in (
-            "epoch",
-            "train_loss",
-            "test_loss",
-            "test_neg_elbo",
-            "test_recon",
-            "test_kl",
-            "seconds",
+    keys = ("epoch", "train_loss", "test_loss", "test_neg_elbo", "test_recon", "test_kl", "seconds")
+    return {k: [] for k in keys}
+
+
+class _StopOnInterrupt:
+    """While active (main thread only), Ctrl-C asks training to stop after the current
+    step instead of killing it mid-update; a second Ctrl-C interrupts at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C; ``checkpoint`` (if any) holds everything up to that step."""
+
+    def __init__(self, checkpoint: Path | None, epoch: int, step: int):
+        self.checkpoint, self.epoch, self.step = checkpoint, epoch, step
+        where = (
+            f"; {checkpoint} holds it, resume with resume=True (CLI: --resume)"
+            if checkpoint
+            else ""
         )
-    }
+        super().__init__(f"training stopped in epoch {epoch}, after step {step}{where}")
 
 
 def fit(
@@ -182,18 +300,21 @@ def fit(
 ) -> tuple[VAE, dict]:
     """Train a :class:`VAE` as ``config`` says; return it with its history.
 
-    With ``checkpoint``, a checkpoint is written after every epoch; with ``resume`` too,
-    training continues from it (same data order and RNG, so the same final weights).
-    ``history`` holds, per epoch, the mean training loss and the test loss, -ELBO, recon
-    and KL, all in nats per image, and the epoch's seconds. ``on_epoch_end(epoch, model)``
-    is called after each epoch (``epoch`` counts from 1), e.g. to keep snapshots.
+    With ``checkpoint``, a checkpoint is written after every epoch, and when Ctrl-C stops
+    training mid-epoch (it finishes the current step first); with ``resume`` too, training
+    continues from it with the same data order and RNG state, so it ends with the same
+    weights as an uninterrupted run. ``history`` holds, per epoch, the mean training loss
+    and the test loss, -ELBO, recon and KL, all in nats per image, and the epoch's seconds.
+    ``on_epoch_end(epoch, model)`` is called after each epoch (``epoch`` counts from 1).
+    A NaN or infinite loss raises :class:`NonFiniteLossError` at once and leaves the last
+    checkpoint as it was.
     """
     device = select_device(device)
     seed_everything(config.seed)
     model = VAE(config.latent_dim).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr)
     train_loader, test_loader = make_loaders(config, device, root)
-    history, start = new_history(), 0
+    history, first_epoch, partial = new_history(), 0, None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         state = load_checkpoint(checkpoint, device)
         if state.config.key() != config.key():
@@ -203,41 +324,59 @@ def fit(
             )
         model.load_state_dict(state.model.state_dict())
         optimizer.load_state_dict(state.optimizer_state)
-        history, start = state.history, state.epoch
+        history, first_epoch, partial = state.history, state.epoch, state.partial
         restore_rng(state.rng_state)
-    for epoch in range(start, config.epochs):
-        t0 = time.perf_counter()
-        if hasattr(train_loader, "set_epoch"):
-            train_loader.set_epoch(epoch)
-        desc = f"epoch {epoch + 1}/{config.epochs}"
-        train_loss = train_epoch(model, train_loader, optimizer, config.beta, progress, desc)
-        test = evaluate(model, test_loader, config.beta)
-        seconds = time.perf_counter() - t0
-        for key, value in zip(
-            history,
-            (
+    with _StopOnInterrupt() as stop:
+        for epoch in range(first_epoch, config.epochs):
+            t0 = time.perf_counter()
+            _set_epoch(train_loader, config.seed, epoch)
+            desc = f"epoch {epoch + 1}/{config.epochs}"
+            start = EpochProgress(**partial) if partial else None
+            partial = None
+            try:
+                done = run_epoch(
+                    model, train_loader, optimizer, config.beta, progress, desc, start, stop
+                )
+            except NonFiniteLossError as err:
+                note = f"; {checkpoint} still holds the last good state" if checkpoint else ""
+                raise NonFiniteLossError(err.step, err.value, epoch + 1, note) from None
+            if done.stopped:
+                saved = None
+                if checkpoint is not None:
+                    progress_now = {
+                        "step": done.step,
+                        "loss_sum": done.loss_sum,
+                        "images": done.images,
+                    }
+                    saved = save_checkpoint(
+                        checkpoint, model, optimizer, config, epoch, history, progress_now
+                    )
+                raise TrainingInterrupted(saved, epoch + 1, done.step)
+            test = evaluate(model, test_loader, config.beta)
+            seconds = time.perf_counter() - t0
+            values = (
                 epoch + 1,
-                train_loss,
+                done.mean_loss,
                 test["loss"],
                 test["neg_elbo"],
                 test["recon"],
                 test["kl"],
                 seconds,
-            ),
-        ):
-            history[key].append(value)
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, model, optimizer, config, epoch + 1, history)
-        if on_epoch_end is not None:
-            on_epoch_end(epoch + 1, model)
-            model.train()
-        if verbose:
-            print(
-                f"epoch {epoch + 1:>3}/{config.epochs}  train loss {train_loss:8.2f}  "
-                f"test -ELBO {test['neg_elbo']:8.2f} (recon {test['recon']:.2f} + KL {test['kl']:.2f})"
-                f"  {seconds:5.1f} s",
-                flush=True,
             )
+            for key, value in zip(history, values):
+                history[key].append(value)
+            if checkpoint is not None:
+                save_checkpoint(checkpoint, model, optimizer, config, epoch + 1, history)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch + 1, model)
+                model.train()
+            if verbose:
+                print(
+                    f"epoch {epoch + 1:>3}/{config.epochs}  train loss {done.mean_loss:8.2f}  "
+                    f"test -ELBO {test['neg_elbo']:8.2f} (recon {test['recon']:.2f} + KL {test['kl']:.2f})"
+                    f"  {seconds:5.1f} s",
+                    flush=True,
+                )
     return model, history
 
 

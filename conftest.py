@@ -1,0 +1,27 @@
+"""pytest set-up shared by tests/ and notebooks/ (nbval).
+
+Progress bars off: nbval reads a kernel's messages only after a cell finishes, and the
+updates of a widget progress bar during a two-minute training cell can overflow the
+kernel's message queue, which then drops the cell's final status message. Kernels that
+nbval starts inherit this environment.
+"""
+
+import os
+
+os.environ.setdefault("VAE_TUTORIAL_PROGRESS", "off")
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After the run, one line per chapter: how long nbval took to re-execute it."""
+    seconds: dict[str, float] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", "")
+            if ".ipynb::" in nodeid and hasattr(report, "duration"):
+                chapter = nodeid.split("::")[0]
+                seconds[chapter] = seconds.get(chapter, 0.0) + report.duration
+    if seconds:
+        terminalreporter.section("time per chapter (nbval)")
+        for chapter, value in sorted(seconds.items()):
+            terminalreporter.write_line(f"{value:8.1f} s  {chapter}")
+        terminalreporter.write_line(f"{sum(seconds.values()):8.1f} s  all chapters")

@@ -31,6 +31,12 @@ def test_train_then_evaluate(tmp_path, mnist_root):
     result = run("evaluate", str(out / "checkpoint.pt"), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("test -ELBO ") and "after 2 epoch(s)" in result.stdout
+    result = run(
+        "evaluate", str(out / "checkpoint.pt"), "--device", "cpu", "--k", "20", "--limit", "100"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "on 100 binarized test images" in result.stdout
+    assert "test NLL (IWAE bound, K=20)" in result.stdout and "+-" in result.stdout
     # training into a folder that has a checkpoint must not overwrite it silently
     again = run("train", "--epochs", "1", "--out", str(out), "--device", "cpu")
     assert again.returncode == 2 and "--resume" in again.stderr
@@ -59,6 +65,13 @@ def test_help_lists_the_options():
         (["train", "--latent-dim", "-2"], "latent_dim"),
         (["train", "--device", "tpu"], "unknown device"),
         (["evaluate", "nowhere.pt"], "no checkpoint at nowhere.pt"),
+        (["evaluate", "nowhere.pt", "--k", "0"], "--k must be a positive number"),
+        (["evaluate", "nowhere.pt", "--limit", "0"], "--limit must be in 1..10000"),
+        (["train", "--batch-size", "0"], "batch_size must be a positive integer"),
+        (["train", "--lr", "-1"], "lr must be a positive finite number"),
+        (["train", "--beta", "nan"], "beta must be a non-negative finite number"),
+        (["train", "--device", "cuda:7"], "cuda"),
+        (["train", "--train-size", "70000"], "train_size must be in 1..60000"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):

@@ -122,3 +122,38 @@ def test_a_data_root_that_cannot_be_created_gives_a_clear_error(tmp_path):
         MNISTUnavailableError, match="cannot create the data folder.*VAE_TUTORIAL_DATA"
     ):
         mnist_dataset(train=False, root=blocker / "data")
+
+
+@pytest.mark.parametrize(
+    "error, expected",
+    [
+        (OSError(28, "No space left on device"), "No space left on device"),
+        (PermissionError(13, "Permission denied"), "Permission denied"),
+    ],
+)
+def test_a_full_disk_or_read_only_folder_during_download_gives_one_clear_message(
+    tmp_path, monkeypatch, error, expected
+):
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(datasets.MNIST, "download", fail)
+    with pytest.raises(MNISTUnavailableError) as info:
+        mnist_dataset(train=False, root=tmp_path)
+    assert expected in str(info.value) and str(tmp_path) in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5, 2.0])
+def test_loaders_and_inference_refuse_pixels_that_are_not_probabilities(bad):
+    from vae_tutorial import VAE
+    from vae_tutorial.evaluation import iwae_bound
+
+    images = torch.rand(4, 1, 28, 28)
+    images[1, 0, 5, 5] = bad
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        TensorLoader(images, torch.zeros(4))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        VAE().reconstruct(images)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        iwae_bound(VAE(), images, 2)

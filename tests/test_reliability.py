@@ -1,7 +1,7 @@
 """Faults injected on purpose: killed and interrupted training, NaN losses, crashes while
 writing, damaged or foreign checkpoints. None may lose work or end in a bare traceback."""
 
-import os
+import random
 import signal
 import subprocess
 import sys
@@ -139,9 +139,17 @@ def test_truncated_checkpoint(saved):
         load_checkpoint(saved)
 
 
-def test_garbage_checkpoint(saved):
-    saved.write_bytes(os.urandom(4096))
+@pytest.mark.parametrize("seed", range(20))
+def test_garbage_checkpoint(saved, seed):
+    saved.write_bytes(random.Random(seed).randbytes(4096))
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(saved)
+
+
+@pytest.mark.parametrize("cut", [1, 100, 1000, 10_000])
+def test_checkpoint_cut_anywhere(saved, cut):
+    saved.write_bytes(saved.read_bytes()[:cut])
+    with pytest.raises(CheckpointError, match="delete it and train again"):
         load_checkpoint(saved)
 
 

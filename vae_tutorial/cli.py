@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import LOADERS, TrainConfig
-from .data import MNISTUnavailableError
+from .data import MNISTUnavailableError, TensorLoader
+from .evaluation import nll_estimate
 from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
 
 EXPECTED_ERRORS = (ValueError, CheckpointError, MNISTUnavailableError, FloatingPointError, OSError)
@@ -53,6 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
     ev.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    ev.add_argument(
+        "--k",
+        type=int,
+        default=None,
+        help="also estimate the test NLL with K importance samples per image (IWAE bound)",
+    )
+    ev.add_argument("--limit", type=int, default=None, help="use only the first N test images")
     return parser
 
 
@@ -72,7 +81,11 @@ def run_train(args: argparse.Namespace) -> None:
     path = args.out / "checkpoint.pt"
     if path.exists() and not args.resume:
         raise ValueError(f"{path} exists; pass --resume to continue it or choose another --out")
-    print(f"training on {device} for {config.epochs} epoch(s); checkpoint: {path}", flush=True)
+    main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks
+    if main:
+        ranks = int(os.environ.get("WORLD_SIZE", "1"))
+        on = f"{ranks} processes ({device.type})" if ranks > 1 else str(device)
+        print(f"training on {on} for {config.epochs} epoch(s); checkpoint: {path}", flush=True)
     try:
         fit(config, device, path, resume=args.resume, progress=not args.no_progress)
     except TrainingInterrupted as stop:
@@ -89,13 +102,20 @@ def run_train(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
         raise SystemExit(130) from None
-    print(f"saved {path}")
+    if main:
+        print(f"saved {path}")
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     device = select_device(args.device)
+    if args.k is not None and args.k <= 0:
+        raise ValueError(f"--k must be a positive number of samples, got {args.k}")
+    if args.limit is not None and not 0 < args.limit <= 10_000:
+        raise ValueError(f"--limit must be in 1..10000, got {args.limit}")
     state = load_checkpoint(args.checkpoint, device)
     data = test_loader(state.config, device)
+    if args.limit is not None:
+        data = TensorLoader(data.images[: args.limit], data.labels[: args.limit], 1000, False)
     result = evaluate(state.model, data)
     kind = "binarized" if state.config.binarized else "grey-level"
     print(
@@ -103,6 +123,10 @@ def run_evaluate(args: argparse.Namespace) -> None:
         f"(recon {result['recon']:.2f} + KL {result['kl']:.2f}) on {data.num_images} {kind} "
         f"test images, after {state.epoch} epoch(s)"
     )
+    if args.k is not None:
+        small = TensorLoader(data.images, data.labels, max(1, 20_000 // args.k), False)
+        nll, se = nll_estimate(state.model, small, args.k)
+        print(f"test NLL (IWAE bound, K={args.k}) {nll:.2f} +- {se:.2f} nats per image")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,13 @@ class TrainConfig:
             raise ValueError(f"unknown TrainConfig fields {unknown}; known fields: {sorted(known)}")
         return cls(**values)
 
+    def same_run(self, other: TrainConfig) -> bool:
+        """True if ``other`` continues this run: every setting equal but ``epochs`` (and the
+        data path, which does not change the result)."""
+        ignore = ("epochs", "loader")
+        mine = {k: v for k, v in self.to_dict().items() if k not in ignore}
+        return mine == {k: v for k, v in other.to_dict().items() if k not in ignore}
+
     def key(self) -> str:
         """A short stable hash of the settings that change the trained weights."""
         settings = {k: v for k, v in self.to_dict().items() if k != "loader"}

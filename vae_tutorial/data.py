@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity
 
+from .model import check_pixels
 from .paths import DATA_ENV, data_root
 
 MNIST_FILES = (
@@ -168,6 +169,11 @@ class TensorLoader:
     A batch is one indexing operation ``images[idx]``: no PIL, no per-image Python.
     The order of epoch ``e`` depends only on ``(seed, e)``, so an interrupted run can
     resume with the same data order. ``binarized=True`` draws fresh pixels each batch.
+
+    With ``world_size > 1`` (distributed training) ``batch_size`` is the *global* batch:
+    every rank forms the same global batch, binarizes all of it with the same random
+    numbers, and keeps rows ``rank::world_size``, so the ranks together see exactly what
+    one process would.
     """
 
     def __init__(
@@ -178,8 +184,17 @@ class TensorLoader:
         shuffle: bool = True,
         binarized: bool = False,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         _check_batch_size(batch_size)
+        if not 0 <= rank < world_size or batch_size % world_size:
+            raise ValueError(
+                f"batch_size {batch_size} must split evenly over {world_size} processes "
+                f"(rank {rank}); choose a multiple of {world_size}"
+            )
+        self.rank, self.world_size = rank, world_size
+        check_pixels(images)
         if images.ndim != 4 or len(images) != len(labels):
             raise ValueError(
                 f"images must be (N, 1, 28, 28) with one label each; got images "
@@ -214,7 +229,13 @@ class TensorLoader:
         for start in range(start_batch * self.batch_size, self.num_images, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = self.images[idx]  # (B, 1, 28, 28)
-            yield (binarize(x) if self.binarized else x), self.labels[idx]
+            x = binarize(x) if self.binarized else x
+            shard = slice(self.rank, None, self.world_size)  # all rows when world_size is 1
+            yield x[shard], self.labels[idx][shard]
+
+    def global_batch_size(self, step: int) -> int:
+        """Images in global batch ``step`` of an epoch (the last one may be smaller)."""
+        return min(self.batch_size, self.num_images - step * self.batch_size)
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -33,6 +33,17 @@ def check_images(x: torch.Tensor) -> None:
         )
 
 
+def check_pixels(x: torch.Tensor) -> None:
+    """Raise ``ValueError`` unless every pixel is a number in [0, 1] (no NaN, no inf).
+
+    One device-to-host read: used where data enter (loaders, evaluation), not per step."""
+    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
+        raise ValueError(
+            f"pixels must be numbers in [0, 1], got values from {x.min().item():g} to "
+            f"{x.max().item():g} (NaN or inf included?); scale images with ToTensor() or x / 255"
+        )
+
+
 def check_latent_dim(latent_dim: int) -> int:
     """Return ``latent_dim`` if it is a positive integer, else raise ``ValueError``."""
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:
@@ -40,14 +51,18 @@ def check_latent_dim(latent_dim: int) -> int:
     return latent_dim
 
 
-def reparameterize(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def reparameterize(
+    mu: torch.Tensor, logvar: torch.Tensor, eps: torch.Tensor | None = None
+) -> torch.Tensor:
     """Sample ``z ~ N(mu, diag(sigma^2))`` as ``z = mu + sigma * eps``, ``eps ~ N(0, I)``.
 
     ``sigma = exp(logvar / 2)``. The randomness sits in ``eps``, so gradients flow to
-    ``mu`` and ``logvar`` (Kingma & Welling, 2013).
+    ``mu`` and ``logvar`` (Kingma & Welling, 2013). Pass ``eps`` to supply the noise
+    yourself (distributed training draws it for the whole global batch).
     """
     std = torch.exp(0.5 * logvar)
-    eps = torch.randn_like(std)
+    if eps is None:
+        eps = torch.randn_like(std)
     return mu + eps * std
 
 
@@ -102,9 +117,11 @@ class VAE(nn.Module):
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, x: torch.Tensor, eps: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         mu, logvar = self.encoder(x)  # (B, D) each
-        z = reparameterize(mu, logvar)  # (B, D)
+        z = reparameterize(mu, logvar, eps)  # (B, D)
         return self.decoder(z), mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
@@ -121,5 +138,7 @@ class VAE(nn.Module):
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Decode the posterior mean: ``sigmoid(decoder(mu(x)))``, shape ``(B, 1, 28, 28)``."""
+        check_images(x)
+        check_pixels(x)
         mu, _ = self.encoder(x)
         return self.decode(mu)

@@ -22,7 +22,8 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
-from .data import TensorLoader, fixed_binarized, mnist_tensors, torchvision_loader
+from .data import TensorLoader, download_mnist, fixed_binarized, mnist_tensors, torchvision_loader
+from .distributed import SINGLE, Context, all_max, setup, teardown
 from .loss import vae_loss
 from .model import VAE
 from .paths import cache_root
@@ -76,7 +77,7 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_loaders(config: TrainConfig, device: torch.device, root=None):
+def make_loaders(config: TrainConfig, device: torch.device, root=None, context: Context = SINGLE):
     """Training and test loaders for ``config``. The test set is binarized once, with a
     fixed seed, when ``config.binarized``; the training set afresh every batch. Either
     training loader's order in epoch ``e`` depends only on ``(config.seed, e)``."""
@@ -92,7 +93,14 @@ def make_loaders(config: TrainConfig, device: torch.device, root=None):
         images, labels = mnist_tensors(True, root, device)
         n = config.train_size or len(images)
         train = TensorLoader(
-            images[:n], labels[:n], config.batch_size, True, config.binarized, config.seed
+            images[:n],
+            labels[:n],
+            config.batch_size,
+            True,
+            config.binarized,
+            config.seed,
+            context.rank,
+            context.world_size,
         )
     return train, test_loader(config, device, root)
 
@@ -169,38 +177,54 @@ def run_epoch(
     desc: str = "train",
     start: EpochProgress | None = None,
     should_stop=None,
+    context: Context = SINGLE,
 ) -> EpochProgress:
     """Train over one pass of ``loader`` (from ``start.step`` on, if given).
 
     Stops early, between two steps, when ``should_stop()`` becomes true. The loss stays
     on the device; every ``CHECK_EVERY`` steps one read checks that it is still finite and
-    raises :class:`NonFiniteLossError` naming the first bad step.
+    raises :class:`NonFiniteLossError` naming the first bad step. In a distributed run
+    (``context.active``) the ranks agree on both decisions, draw the noise ``eps`` for the
+    whole global batch and keep their rows, and scale their loss by the number of ranks.
     """
     model.train()
     device = next(model.parameters()).device
+    latent_dim = getattr(model, "module", model).latent_dim
     done = start or EpochProgress()
     total = torch.zeros((), device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
-    step, images = done.step, 0
+    step, images, stop = done.step, 0, False
     batches = _progress(_batches(loader, step), len(loader) - step, desc, progress)
     for x, _ in batches:
         x = x.to(device, non_blocking=True)
-        logits, mu, logvar = model(x)  # (B, 1, 28, 28), (B, D), (B, D)
+        if context.active:  # the same eps as one process would draw for the global batch
+            eps = torch.randn(loader.global_batch_size(step), latent_dim, device=device)
+            logits, mu, logvar = model(x, eps[context.rank :: context.world_size])
+        else:
+            logits, mu, logvar = model(x)  # (B, 1, 28, 28), (B, D), (B, D)
         loss = vae_loss(logits, x, mu, logvar, beta, validate=False).total
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * context.world_size if context.active else loss).backward()
         optimizer.step()
         total += loss.detach()  # stays on the device: no sync per step
         first_bad = torch.where(torch.isfinite(loss) | (first_bad >= 0), first_bad, step)
         step, images = step + 1, images + len(x)
+        asked = should_stop is not None and should_stop()
         if step % CHECK_EVERY == 0:
-            _check_finite(first_bad, total)
-        if should_stop is not None and should_stop():
+            _check_finite(all_max(first_bad, context), total)
+            if context.active:
+                asked = bool(all_max(torch.tensor(float(asked), device=device), context))
+        elif context.active:
+            asked = False  # ranks stop together, at a check
+        if asked:
+            stop = True
             break
-    _check_finite(first_bad, total)
-    return EpochProgress(
-        step, done.loss_sum + total.item(), done.images + images, step < len(loader)
-    )
+    _check_finite(all_max(first_bad, context), total)
+    sums = torch.stack([total.double(), torch.tensor(float(images), device=device).double()])
+    if context.active:
+        torch.distributed.all_reduce(sums)
+    loss_sum, count = sums.tolist()
+    return EpochProgress(step, done.loss_sum + loss_sum, done.images + int(count), stop)
 
 
 def _check_finite(first_bad: torch.Tensor, total: torch.Tensor) -> None:
@@ -308,24 +332,39 @@ def fit(
     ``on_epoch_end(epoch, model)`` is called after each epoch (``epoch`` counts from 1).
     A NaN or infinite loss raises :class:`NonFiniteLossError` at once and leaves the last
     checkpoint as it was.
+
+    Under ``torchrun`` this trains with DistributedDataParallel (see
+    :mod:`vae_tutorial.distributed`); only rank 0 evaluates, prints, shows progress,
+    writes checkpoints and calls ``on_epoch_end``, and only rank 0's history is filled.
     """
-    device = select_device(device)
-    seed_everything(config.seed)
+    context, device = setup(select_device(device))
+    try:
+        return _fit(
+            config, device, context, checkpoint, resume, progress, verbose, root, on_epoch_end
+        )
+    finally:
+        teardown(context)
+
+
+def _fit(config, device, context, checkpoint, resume, progress, verbose, root, on_epoch_end):
+    if context.active and config.loader != "tensor":
+        raise ValueError("distributed training needs loader='tensor' (the default)")
+    if context.active and context.is_main:
+        download_mnist(root)  # once, before the other ranks read it
+    if context.active:
+        torch.distributed.barrier()
+    seed_everything(config.seed)  # the same on every rank: they draw the same noise
     model = VAE(config.latent_dim).to(device)
     optimizer = make_optimizer(model, config.lr)
-    train_loader, test_loader = make_loaders(config, device, root)
+    train_loader, test_loader = make_loaders(config, device, root, context)
     history, first_epoch, partial = new_history(), 0, None
     if resume and checkpoint is not None and Path(checkpoint).exists():
-        state = load_checkpoint(checkpoint, device)
-        if state.config.key() != config.key():
-            raise CheckpointError(
-                f"{checkpoint} was trained with {state.config}, not {config}; "
-                "resume with the same settings or use another output folder"
-            )
-        model.load_state_dict(state.model.state_dict())
-        optimizer.load_state_dict(state.optimizer_state)
-        history, first_epoch, partial = state.history, state.epoch, state.partial
-        restore_rng(state.rng_state)
+        history, first_epoch, partial = _resume(checkpoint, config, model, optimizer, device)
+    net = model
+    if context.active:
+        ids = [device.index] if device.type == "cuda" else None
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+    main = context.is_main
     with _StopOnInterrupt() as stop:
         for epoch in range(first_epoch, config.epochs):
             t0 = time.perf_counter()
@@ -335,36 +374,32 @@ def fit(
             partial = None
             try:
                 done = run_epoch(
-                    model, train_loader, optimizer, config.beta, progress, desc, start, stop
+                    net,
+                    train_loader,
+                    optimizer,
+                    config.beta,
+                    progress and main,
+                    desc,
+                    start,
+                    stop,
+                    context,
                 )
             except NonFiniteLossError as err:
                 note = f"; {checkpoint} still holds the last good state" if checkpoint else ""
                 raise NonFiniteLossError(err.step, err.value, epoch + 1, note) from None
             if done.stopped:
                 saved = None
-                if checkpoint is not None:
-                    progress_now = {
-                        "step": done.step,
-                        "loss_sum": done.loss_sum,
-                        "images": done.images,
-                    }
+                if checkpoint is not None and main:
+                    now = {"step": done.step, "loss_sum": done.loss_sum, "images": done.images}
                     saved = save_checkpoint(
-                        checkpoint, model, optimizer, config, epoch, history, progress_now
+                        checkpoint, model, optimizer, config, epoch, history, now
                     )
                 raise TrainingInterrupted(saved, epoch + 1, done.step)
+            if not main:
+                continue
             test = evaluate(model, test_loader, config.beta)
             seconds = time.perf_counter() - t0
-            values = (
-                epoch + 1,
-                done.mean_loss,
-                test["loss"],
-                test["neg_elbo"],
-                test["recon"],
-                test["kl"],
-                seconds,
-            )
-            for key, value in zip(history, values):
-                history[key].append(value)
+            _record(history, epoch + 1, done.mean_loss, test, seconds)
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, config, epoch + 1, history)
             if on_epoch_end is not None:
@@ -378,6 +413,27 @@ def fit(
                     flush=True,
                 )
     return model, history
+
+
+def _resume(checkpoint, config: TrainConfig, model: VAE, optimizer, device):
+    """Load ``checkpoint`` into ``model`` and ``optimizer``; restore the RNG; return
+    ``(history, finished epochs, progress through the next epoch)``."""
+    state = load_checkpoint(checkpoint, device)
+    if not state.config.same_run(config):
+        raise CheckpointError(
+            f"{checkpoint} was trained with {state.config}, not {config}; "
+            "resume with the same settings (only --epochs may change) or use another output folder"
+        )
+    model.load_state_dict(state.model.state_dict())
+    optimizer.load_state_dict(state.optimizer_state)
+    restore_rng(state.rng_state)
+    return state.history, state.epoch, state.partial
+
+
+def _record(history: dict, epoch: int, train_loss: float, test: dict, seconds: float) -> None:
+    values = (epoch, train_loss, test["loss"], test["neg_elbo"], test["recon"], test["kl"], seconds)
+    for key, value in zip(history, values):
+        history[key].append(value)
 
 
 def cached_checkpoint(config: TrainConfig, cache_dir: str | Path | None = None) -> Path:

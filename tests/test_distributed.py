@@ -1,0 +1,110 @@
+"""Distributed training: 2 CPU processes (Gloo) launched with torchrun must follow the
+same trajectory as one process with the same global batch and seed, and only rank 0
+may write files or print."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from vae_tutorial import TensorLoader, load_checkpoint
+
+RUN = ["--train-size", "2048", "--device", "cpu", "--no-progress", "--seed", "5"]
+
+
+def train(out, epochs, *extra, processes=1):
+    launcher = [sys.executable, "-m", "vae_tutorial"]
+    if processes > 1:
+        launcher = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            "-m",
+            "vae_tutorial",
+        ]
+    cmd = [*launcher, "train", "--epochs", str(epochs), *RUN, "--out", str(out), *extra]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def assert_same_weights(a, b, lr=1e-3):
+    """Equal within float tolerance. The all-reduce adds in another order than one process,
+    so gradients differ in their last bits; Adam divides by the root of the squared
+    gradients, so for the few weights whose gradient is all but zero (inputs from pixels
+    that are always blank) the step follows the sign of that rounding noise. Such a weight
+    can differ by up to a step (lr) per update; every other one agrees to 1e-4, and the
+    model computes the same losses."""
+    diff = torch.cat(
+        [
+            (value - b.model.state_dict()[key]).abs().flatten()
+            for key, value in a.model.state_dict().items()
+        ]
+    )
+    assert diff.max() < 2 * lr
+    assert (diff > 1e-4).float().mean() < 1e-4, f"{int((diff > 1e-4).sum())} weights differ"
+    assert abs(a.history["test_neg_elbo"][-1] - b.history["test_neg_elbo"][-1]) < 1e-3
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, mnist_root):
+    out = tmp_path_factory.mktemp("single")
+    train(out, 2)
+    return load_checkpoint(out / "checkpoint.pt")
+
+
+@pytest.fixture(scope="module")
+def two_processes(tmp_path_factory, mnist_root):
+    out = tmp_path_factory.mktemp("ddp")
+    result = train(out, 2, processes=2)
+    return out, result
+
+
+def test_two_processes_follow_the_single_process_trajectory(single, two_processes):
+    out, _ = two_processes
+    ddp = load_checkpoint(out / "checkpoint.pt")
+    assert ddp.epoch == single.epoch == 2
+    assert_same_weights(ddp, single)
+    torch.testing.assert_close(
+        ddp.history["train_loss"], single.history["train_loss"], rtol=1e-5, atol=0
+    )
+
+
+def test_only_rank_0_writes_and_prints(two_processes):
+    out, result = two_processes
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint.pt"]
+    epochs = [line for line in result.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 2, result.stdout
+    assert "training on 2 processes (cpu)" in result.stdout
+    assert result.stdout.count("saved ") == 1
+
+
+def test_a_distributed_run_resumes(tmp_path, single):
+    train(tmp_path, 1, processes=2)
+    assert load_checkpoint(tmp_path / "checkpoint.pt").epoch == 1
+    train(tmp_path, 2, "--resume", processes=2)
+    assert_same_weights(load_checkpoint(tmp_path / "checkpoint.pt"), single)
+
+
+def test_the_ranks_shards_make_up_the_single_process_batch():
+    images = torch.rand(10, 1, 28, 28)
+    labels = torch.arange(10)
+    torch.manual_seed(0)
+    whole = list(TensorLoader(images, labels, batch_size=4, binarized=True, seed=1))
+    shards = []
+    for rank in range(2):
+        torch.manual_seed(0)  # every rank holds the same RNG state
+        shards.append(list(TensorLoader(images, labels, 4, True, True, 1, rank, 2)))
+    for (x, y), (x0, y0), (x1, y1) in zip(whole, *shards):
+        assert torch.equal(x[0::2], x0) and torch.equal(x[1::2], x1)
+        assert torch.equal(y[0::2], y0) and torch.equal(y[1::2], y1)
+
+
+def test_a_batch_that_does_not_split_evenly_is_refused():
+    with pytest.raises(ValueError, match="split evenly over 3 processes"):
+        TensorLoader(
+            torch.zeros(8, 1, 28, 28), torch.zeros(8), batch_size=128, rank=0, world_size=3
+        )

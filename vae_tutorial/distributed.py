@@ -1,0 +1,81 @@
+"""Multi-process training with PyTorch's own engine: ``torch.distributed`` + DDP.
+
+Launch the usual command under ``torchrun`` and it runs on several processes:
+
+    torchrun --nproc_per_node=2 -m vae_tutorial train --epochs 10            # one machine
+    torchrun --nnodes=2 --nproc_per_node=4 --rdzv_backend=c10d \\
+             --rdzv_endpoint=HOST:29400 -m vae_tutorial train --epochs 10    # on each node
+
+``torchrun`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`setup` reads them,
+starts the process group (NCCL on CUDA, Gloo on the CPU) and pins each process to its
+GPU. The global batch of ``batch_size`` images is split between the ranks.
+
+Why the loss is multiplied by the number of processes: the blog's loss is a *sum* over
+the batch, and DDP *averages* gradients over the N ranks. Each rank sums over its B/N
+images, so the average is 1/N of the gradient one process would compute for the whole
+batch. Scaling each rank's loss by N gives exactly the single-process gradient, so the
+same learning rate gives the same trajectory.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Context:
+    """Where this process stands: ``rank`` of ``world_size``; rank 0 is the main one."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+
+SINGLE = Context()
+
+
+def launched() -> bool:
+    """True when this process was started by ``torchrun`` with more than one process."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+
+
+def setup(device: torch.device) -> tuple[Context, torch.device]:
+    """Join the process group ``torchrun`` describes; return the context and this rank's device."""
+    if not launched():
+        return SINGLE, device
+    context = Context(
+        int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ.get("LOCAL_RANK", 0))
+    )
+    if device.type == "cuda":
+        device = torch.device("cuda", context.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return context, device
+
+
+def teardown(context: Context) -> None:
+    """Leave the process group (all ranks reach this together)."""
+    if context.active and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
+def all_max(value: torch.Tensor, context: Context) -> torch.Tensor:
+    """The largest ``value`` over all ranks (so that every rank takes the same decision)."""
+    if context.active:
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return value

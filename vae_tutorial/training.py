@@ -1,8 +1,9 @@
 """Training and evaluation: ``train_epoch``, ``evaluate``, ``fit`` and ``load_or_train``.
 
 The default path keeps MNIST on the device (:class:`~vae_tutorial.data.TensorLoader`) and
-never waits for the device inside an epoch: the running loss stays a tensor and is read
-once per epoch. Every epoch ends with a checkpoint when a path is given.
+rarely waits for it: the running loss stays a tensor, read once every ``CHECK_EVERY``
+steps to check that it is finite. Every epoch ends with a checkpoint when a path is
+given; Ctrl-C writes one mid-epoch; ``resume`` continues exactly where a run stopped.
 """
 
 from __future__ import annotations

@@ -164,6 +164,12 @@ def test_chapter_page(browser, server, chapter):
     assert browser.execute_script("return document.querySelectorAll('mjx-container').length") > 0
     figures = browser.execute_script("return document.querySelectorAll('.cell_output img').length")
     assert figures > 0, f"{chapter} shows no figure"
+    solutions = browser.execute_script(
+        "return [...document.querySelectorAll('.admonition.dropdown')].map(a =>"
+        " [...a.querySelectorAll('.admonition-title ~ *')].every("
+        "e => getComputedStyle(e).visibility === 'hidden'))"
+    )
+    assert len(solutions) >= 2 and all(solutions), f"{chapter}: solutions must start hidden"
     colab = browser.execute_script(
         "return [...document.querySelectorAll('a[href*=\"colab.research.google.com\"]')].map(a => a.href)"
     )

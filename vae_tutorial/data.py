@@ -127,6 +127,11 @@ def mnist_tensors(
     return images, ds.targets.to(device)
 
 
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of epoch ``epoch``'s data order: a function of ``(seed, epoch)`` only."""
+    return seed * 100_003 + epoch
+
+
 def binarize(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One Bernoulli sample per pixel: ``b_ij = 1`` with probability ``x_ij``."""
     return torch.bernoulli(x, generator=generator)
@@ -152,15 +157,22 @@ def torchvision_loader(
     binarized: bool = False,
     root: str | Path | None = None,
     num_workers: int = 0,
+    size: int | None = None,
+    generator: torch.Generator | None = None,
 ) -> DataLoader:
     """The blog's data path: ``datasets.MNIST`` + ``ToTensor`` in a ``DataLoader``.
 
-    Every image goes through PIL and a Python transform, one at a time.
+    Every image goes through PIL and a Python transform, one at a time. ``size`` keeps
+    only the first ``size`` images; ``generator`` drives the shuffle (for a fixed order).
     """
     _check_batch_size(batch_size)
     steps = [transforms.ToTensor()] + ([Binarize()] if binarized else [])
     ds = mnist_dataset(train, root, transforms.Compose(steps))
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers)
+    if size is not None:
+        ds = torch.utils.data.Subset(ds, range(size))
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, generator=generator
+    )
 
 
 class TensorLoader:
@@ -221,7 +233,7 @@ class TensorLoader:
     def batches(self, start_batch: int = 0):
         """This epoch's batches, from batch ``start_batch`` on (to resume mid-epoch)."""
         if self.shuffle:
-            generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
             order = torch.randperm(self.num_images, generator=generator)
         else:
             order = torch.arange(self.num_images)

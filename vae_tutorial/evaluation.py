@@ -13,6 +13,7 @@ NLL that papers report for binarized MNIST.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 from torch.nn import functional as F
@@ -21,6 +22,16 @@ from .model import VAE, check_images, check_pixels
 
 LOG_2PI = math.log(2 * math.pi)
 CHUNK_ELEMENTS = 2**25  # decoder outputs held at once (about 128 MB of float32 logits)
+
+
+@contextmanager
+def seeded(device: torch.device, seed: int):
+    """Run a block with the RNGs seeded by ``seed``, then put the RNG state back, so that
+    an evaluation draws the same samples every time and leaves training's stream alone."""
+    fork = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=fork):
+        torch.manual_seed(seed)
+        yield
 
 
 def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -66,9 +77,7 @@ def nll_estimate(
     model.eval()
     values = []
     device = next(model.parameters()).device
-    fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        torch.manual_seed(seed)
+    with seeded(device, seed):
         for x, _ in loader:
             values.append(-iwae_bound(model, x.to(device), k, chunk).double().cpu())
     nll = torch.cat(values)

@@ -16,17 +16,14 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
+from .model import check_pixels
+
 
 def check_targets(x: torch.Tensor) -> None:
     """Raise ``ValueError`` unless every pixel of ``x`` is a probability in [0, 1]."""
     if not x.is_floating_point():
         raise ValueError(f"targets must be float pixels in [0, 1], got dtype {x.dtype}")
-    if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):  # also catches NaN
-        lo, hi = x.min().item(), x.max().item()
-        raise ValueError(
-            f"a Bernoulli likelihood needs targets in [0, 1], got values in [{lo:g}, {hi:g}]; "
-            "scale images with ToTensor() or x / 255 and do not normalise them"
-        )
+    check_pixels(x)
 
 
 def reconstruction_nll(

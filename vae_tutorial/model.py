@@ -40,7 +40,8 @@ def check_pixels(x: torch.Tensor) -> None:
     if x.numel() and not bool(((x >= 0) & (x <= 1)).all()):
         raise ValueError(
             f"pixels must be numbers in [0, 1], got values from {x.min().item():g} to "
-            f"{x.max().item():g} (NaN or inf included?); scale images with ToTensor() or x / 255"
+            f"{x.max().item():g} (NaN or inf included?); scale images with ToTensor() or x / 255 "
+            "and do not normalise them"
         )
 
 

@@ -23,8 +23,16 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
-from .data import TensorLoader, download_mnist, fixed_binarized, mnist_tensors, torchvision_loader
+from .data import (
+    TensorLoader,
+    download_mnist,
+    epoch_seed,
+    fixed_binarized,
+    mnist_tensors,
+    torchvision_loader,
+)
 from .distributed import SINGLE, Context, all_max, setup, teardown
+from .evaluation import seeded
 from .loss import vae_loss
 from .model import VAE
 from .paths import cache_root
@@ -83,12 +91,14 @@ def make_loaders(config: TrainConfig, device: torch.device, root=None, context: 
     fixed seed, when ``config.binarized``; the training set afresh every batch. Either
     training loader's order in epoch ``e`` depends only on ``(config.seed, e)``."""
     if config.loader == "torchvision":
-        train = torchvision_loader(True, config.batch_size, True, config.binarized, root)
-        dataset = train.dataset
-        if config.train_size is not None:
-            dataset = torch.utils.data.Subset(dataset, range(config.train_size))
-        train = torch.utils.data.DataLoader(
-            dataset, batch_size=config.batch_size, shuffle=True, generator=torch.Generator()
+        train = torchvision_loader(
+            True,
+            config.batch_size,
+            True,
+            config.binarized,
+            root,
+            size=config.train_size,
+            generator=torch.Generator(),
         )
     else:
         images, labels = mnist_tensors(True, root, device)
@@ -119,7 +129,7 @@ def _set_epoch(loader, seed: int, epoch: int) -> None:
     if hasattr(loader, "set_epoch"):
         loader.set_epoch(epoch)
     elif getattr(loader, "generator", None) is not None:
-        loader.generator.manual_seed(seed * 100_003 + epoch)
+        loader.generator.manual_seed(epoch_seed(seed, epoch))
 
 
 def _batches(loader, start: int):
@@ -256,9 +266,7 @@ def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
     device = next(model.parameters()).device
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     count = 0
-    fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
-        torch.manual_seed(EVAL_SEED)
+    with seeded(device, EVAL_SEED):
         for x, _ in loader:
             x = x.to(device)
             logits, mu, logvar = model(x)

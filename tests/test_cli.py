@@ -72,6 +72,8 @@ def test_help_lists_the_options():
         (["train", "--beta", "nan"], "beta must be a non-negative finite number"),
         (["train", "--device", "cuda:7"], "cuda"),
         (["train", "--train-size", "70000"], "train_size must be in 1..60000"),
+        (["train", "--free-bits", "-1"], "free_bits must be a non-negative"),
+        (["train", "--kl-warmup", "-2"], "kl_warmup must be a number of epochs"),
     ],
 )
 def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):
@@ -79,3 +81,19 @@ def test_bad_input_is_one_line_without_traceback(args, message, tmp_path):
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_preset_sets_the_recipe_and_options_override_it():
+    from vae_tutorial.cli import build_parser, train_config
+    from vae_tutorial.config import PRESETS
+
+    parse = build_parser().parse_args
+    assert (
+        train_config(parse(["train", "--preset", "fast"])).to_dict().items()
+        >= PRESETS["fast"].items()
+    )
+    config = train_config(parse(["train", "--preset", "long", "--epochs", "3", "--conditional"]))
+    assert config.epochs == 3 and config.lr_schedule == "cosine" and config.conditional
+    assert train_config(parse(["train"])) == __import__("vae_tutorial").TrainConfig()
+    result = run("train", "--preset", "huge")
+    assert result.returncode == 2 and "invalid choice: 'huge'" in result.stderr

@@ -77,3 +77,32 @@ def test_negative_beta_raises():
     x = torch.rand(1, 1, 28, 28)
     with pytest.raises(ValueError, match="beta"):
         vae_loss(torch.zeros_like(x), x, mu, logvar, beta=-1)
+
+
+def test_kl_per_dim_sums_to_the_kl():
+    from vae_tutorial.loss import kl_per_dim
+
+    mu, logvar = gaussians()
+    per_dim = kl_per_dim(mu, logvar)
+    assert per_dim.shape == mu.shape and (per_dim >= 0).all()
+    torch.testing.assert_close(per_dim.sum(1), kl_divergence(mu, logvar))
+
+
+def test_free_bits_only_changes_the_training_objective():
+    logits = torch.randn(4, 1, 28, 28)
+    x = torch.rand(4, 1, 28, 28)
+    mu = torch.zeros(4, 3, requires_grad=True)
+    logvar = torch.zeros(4, 3)
+    with torch.no_grad():
+        mu[:, 0] = 2.0  # coordinate 0: mean KL 2 nats, above lambda; 1 and 2: 0 nats
+    plain = vae_loss(logits, x, mu, logvar)
+    free = vae_loss(logits, x, mu, logvar, free_bits=0.5)
+    torch.testing.assert_close(free.recon, plain.recon)
+    torch.testing.assert_close(free.kl, plain.kl)  # the reported KL is the true one
+    # objective: recon + B * (2 + 0.5 + 0.5) instead of recon + B * 2
+    torch.testing.assert_close(free.total - plain.total, torch.tensor(4 * 1.0))
+    free.total.backward()
+    assert mu.grad[:, 1:].abs().max() == 0  # below lambda: nothing pulls towards the prior
+    assert (mu.grad[:, 0] > 0).all()  # above lambda: the KL's gradient, mu / B * B = mu
+    with pytest.raises(ValueError, match="free_bits"):
+        vae_loss(logits, x, mu, logvar, free_bits=-1.0)

@@ -97,8 +97,44 @@ def test_device_selection():
         ("train_size", 0),
         ("seed", -1),
         ("latent_dim", 0),
+        ("lr_schedule", "linear"),
+        ("free_bits", -0.5),
+        ("kl_warmup", -1),
+        ("conditional", "yes"),
     ],
 )
 def test_bad_configs_raise(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_cosine_schedule_and_kl_warmup():
+    cosine = TrainConfig(epochs=4, lr=2e-3, lr_schedule="cosine")
+    assert [round(cosine.lr_at(e), 6) for e in range(4)] == [0.002, 0.001707, 0.001, 0.000293]
+    assert TrainConfig(lr=2e-3).lr_at(3) == 2e-3
+    warm = TrainConfig(beta=2.0, kl_warmup=2)
+    steps = [warm.kl_weight(0, 0, 10), warm.kl_weight(0, 9, 10), warm.kl_weight(1, 9, 10)]
+    assert steps == [0.1, 1.0, 2.0] and warm.kl_weight(5, 0, 10) == 2.0
+    assert TrainConfig(beta=0.5).kl_weight(0, 0, 10) == 0.5
+    # a cosine run depends on its length: it cannot be resumed with other epochs
+    assert not cosine.same_run(TrainConfig(epochs=8, lr=2e-3, lr_schedule="cosine"))
+    assert TrainConfig(epochs=3).same_run(TrainConfig(epochs=8))
+
+
+def test_new_fields_leave_old_cache_keys_alone():
+    # the key of the book's 10-epoch model, as computed before these fields existed
+    assert TrainConfig(epochs=10).key() == "109644431f71"
+    assert TrainConfig(epochs=10, free_bits=0.25).key() != TrainConfig(epochs=10).key()
+
+
+def test_free_bits_keeps_more_units_active(mnist_root):
+    from vae_tutorial.evaluation import active_units, kl_per_unit
+
+    units = {}
+    for free_bits in (0.0, 0.5):  # beta = 8 collapses most units within 160 steps
+        config = TrainConfig(
+            epochs=2, train_size=10_000, lr=2e-3, beta=8.0, free_bits=free_bits, seed=1
+        )
+        model, _ = fit(config, "cpu", progress=False, verbose=False)
+        units[free_bits] = active_units(kl_per_unit(model, make_test_loader(config, "cpu")))
+    assert units[0.5] == 20 > units[0.0]  # measured: 20 against 11

@@ -4,7 +4,9 @@
 
 Runs each notebook in a fresh kernel with ``notebooks/`` as the working directory, on the
 CPU, with progress bars off (``VAE_TUTORIAL_PROGRESS=off``) so that the committed outputs
-hold the per-epoch lines and not a bar's last frame. Afterwards ``make test`` checks
+hold the per-epoch lines and not a bar's last frame, and without saving widget state (a
+page with widget state loads its widget manager from a CDN, which an offline reader
+cannot reach; the chapters' widgets need a kernel anyway). Afterwards ``make test`` checks
 them with nbval.
 """
 
@@ -27,6 +29,7 @@ def execute(path: Path) -> float:
         kernel_name="python3",
         resources={"metadata": {"path": str(path.parent)}},
         record_timing=False,
+        store_widget_state=False,  # the site would load a widget manager from a CDN
     )
     start = time.perf_counter()
     client.execute()

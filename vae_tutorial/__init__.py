@@ -1,11 +1,15 @@
 """vae_tutorial: the finished pieces of the VAE Tutorial Book.
 
 Each module holds one concept, in the order the chapters build them: ``data``,
-``model``, ``loss``, ``training`` (with ``config`` and ``checkpoint``) and ``plotting``.
+``model``, ``loss``, ``training`` (with ``config`` and ``checkpoint``) and ``plotting``;
+then ``evaluation`` (the IWAE bound, active units), ``cvae`` (the conditional VAE),
+``widgets`` and ``explorer`` (latent explorers with and without a kernel), ``blog``,
+``distributed`` and ``bench``.
 """
 
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
+from .cvae import ConditionalVAE
 from .data import (
     MNISTUnavailableError,
     TensorLoader,
@@ -34,6 +38,7 @@ __version__ = "0.1.0"
 __all__ = [
     "VAE",
     "Checkpoint",
+    "ConditionalVAE",
     "CheckpointError",
     "Decoder",
     "Encoder",

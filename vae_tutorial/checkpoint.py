@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import TrainConfig
+from .cvae import ConditionalVAE, build_model
 from .model import VAE
 
 FORMAT_VERSION = 1
@@ -28,7 +29,7 @@ class CheckpointError(RuntimeError):
 class Checkpoint:
     config: TrainConfig
     epoch: int  # finished epochs
-    model: VAE
+    model: VAE | ConditionalVAE
     optimizer_state: dict
     history: dict
     rng_state: dict
@@ -118,7 +119,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         )
     try:
         config = TrainConfig.from_dict(state["config"])
-        model = VAE(config.latent_dim).to(device)
+        model = build_model(config).to(device)
         model.load_state_dict(state["model"])
     except (KeyError, ValueError, RuntimeError) as err:
         raise CheckpointError(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .config import LOADERS, TrainConfig
+from .config import LOADERS, LR_SCHEDULES, PRESETS, TrainConfig
 from .data import MNISTUnavailableError, TensorLoader
 from .evaluation import nll_estimate
 from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
@@ -28,23 +28,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a VAE and write OUT/checkpoint.pt after every epoch",
         description="Train a VAE on MNIST. Prints one line per epoch (losses in nats per "
         "image) and writes OUT/checkpoint.pt after every epoch.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    train.add_argument("--epochs", type=int, default=d.epochs, help="passes over the training set")
-    train.add_argument("--latent-dim", type=int, default=d.latent_dim, help="size of z")
-    train.add_argument("--batch-size", type=int, default=d.batch_size, help="images per step")
-    train.add_argument("--lr", type=float, default=d.lr, help="Adam's learning rate")
-    train.add_argument("--beta", type=float, default=d.beta, help="weight of the KL term (1 = VAE)")
-    train.add_argument("--seed", type=int, default=d.seed, help="random seed")
+    train.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        default=None,
+        help="start from a named recipe (options given too override it): "
+        + "; ".join(f"{name}: {describe(name)}" for name in sorted(PRESETS)),
+    )
+    train.add_argument("--epochs", type=int, help=f"passes over the training set ({d.epochs})")
+    train.add_argument("--latent-dim", type=int, help=f"size of z ({d.latent_dim})")
+    train.add_argument("--batch-size", type=int, help=f"images per step ({d.batch_size})")
+    train.add_argument("--lr", type=float, help=f"Adam's learning rate ({d.lr:g})")
+    train.add_argument(
+        "--lr-schedule", choices=LR_SCHEDULES, help=f"learning-rate schedule ({d.lr_schedule})"
+    )
+    train.add_argument("--beta", type=float, help=f"weight of the KL term, 1 = VAE ({d.beta:g})")
+    train.add_argument(
+        "--free-bits", type=float, help=f"nats per latent coordinate left free ({d.free_bits:g})"
+    )
+    train.add_argument(
+        "--kl-warmup", type=int, help=f"epochs of linear KL warm-up from 0 ({d.kl_warmup})"
+    )
+    train.add_argument(
+        "--conditional",
+        action="store_const",
+        const=True,
+        help="a conditional VAE: encoder and decoder also see the digit's label",
+    )
+    train.add_argument("--seed", type=int, help=f"random seed ({d.seed})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--out", type=Path, default=Path("runs/vae"), help="output folder")
     train.add_argument(
         "--grey", action="store_true", help="train on grey levels, not binarized pixels"
     )
-    train.add_argument("--loader", choices=LOADERS, default=d.loader, help="data path")
-    train.add_argument(
-        "--train-size", type=int, default=None, help="use the first N training images"
-    )
+    train.add_argument("--loader", choices=LOADERS, help=f"data path ({d.loader})")
+    train.add_argument("--train-size", type=int, help="use the first N training images (all)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     ev = commands.add_parser(
@@ -65,18 +84,37 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OPTIONS = (  # command-line options that set a TrainConfig field of the same name
+    "epochs",
+    "latent_dim",
+    "batch_size",
+    "lr",
+    "lr_schedule",
+    "beta",
+    "free_bits",
+    "kl_warmup",
+    "conditional",
+    "seed",
+    "loader",
+    "train_size",
+)
+
+
+def describe(preset: str) -> str:
+    return ", ".join(f"{key}={value}" for key, value in PRESETS[preset].items())
+
+
+def train_config(args: argparse.Namespace) -> TrainConfig:
+    """The defaults, overridden by ``--preset``, overridden by the options given."""
+    values = dict(PRESETS[args.preset]) if args.preset else {}
+    values.update({k: getattr(args, k) for k in OPTIONS if getattr(args, k) is not None})
+    if args.grey:
+        values["binarized"] = False
+    return TrainConfig(**values)
+
+
 def run_train(args: argparse.Namespace) -> None:
-    config = TrainConfig(
-        epochs=args.epochs,
-        latent_dim=args.latent_dim,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        beta=args.beta,
-        seed=args.seed,
-        binarized=not args.grey,
-        loader=args.loader,
-        train_size=args.train_size,
-    )
+    config = train_config(args)
     device = select_device(args.device)
     path = args.out / "checkpoint.pt"
     if path.exists() and not args.resume:

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch.nn import functional as F
 
+from .loss import kl_per_dim
 from .model import VAE, check_images, check_pixels
 
 LOG_2PI = math.log(2 * math.pi)
@@ -40,21 +41,29 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 
 @torch.no_grad()
-def log_weights(model: VAE, x: torch.Tensor, k: int, chunk: int | None = None) -> torch.Tensor:
+def log_weights(
+    model: VAE, x: torch.Tensor, k: int, chunk: int | None = None, y: torch.Tensor | None = None
+) -> torch.Tensor:
     """``log w`` for ``k`` samples per image, shape ``(B, k)``, computed ``chunk`` samples at
-    a time so that memory stays bounded for any ``k``."""
+    a time so that memory stays bounded for any ``k``. A conditional model needs the
+    labels ``y``; its weights then bound ``log p(x|y)``."""
     check_images(x)
     check_pixels(x)
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k (importance samples per image) must be a positive integer, got {k!r}")
-    mu, logvar = model.encoder(x)  # (B, D) each
+    if model.conditional and y is None:
+        raise ValueError("a conditional VAE bounds log p(x|y): pass the labels y")
+    labels = (y.to(x.device),) if model.conditional else ()
+    mu, logvar = model.encoder(x, *labels)  # (B, D) each
     b, d = mu.shape
     chunk = chunk or max(1, CHUNK_ELEMENTS // (b * 784))
     pieces = []
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(n, b, d, device=mu.device)  # (n, B, D)
-        logits = model.decoder(z.reshape(n * b, d)).view(n, b, *x.shape[1:])  # (n, B, 1, 28, 28)
+        repeated = tuple(t.repeat(n) for t in labels)  # (n * B,): the labels of each copy
+        logits = model.decoder(z.reshape(n * b, d), *repeated)
+        logits = logits.view(n, b, *x.shape[1:])  # (n, B, 1, 28, 28)
         targets = x.unsqueeze(0).expand_as(logits)
         log_px_z = (
             -F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(2).sum(2)
@@ -64,9 +73,11 @@ def log_weights(model: VAE, x: torch.Tensor, k: int, chunk: int | None = None) -
     return torch.cat(pieces).T  # (B, k)
 
 
-def iwae_bound(model: VAE, x: torch.Tensor, k: int, chunk: int | None = None) -> torch.Tensor:
+def iwae_bound(
+    model: VAE, x: torch.Tensor, k: int, chunk: int | None = None, y: torch.Tensor | None = None
+) -> torch.Tensor:
     """``L_K(x) = logsumexp_k log w_k - log K`` per image (nats), shape ``(B,)``."""
-    return torch.logsumexp(log_weights(model, x, k, chunk), dim=1) - math.log(k)
+    return torch.logsumexp(log_weights(model, x, k, chunk, y), dim=1) - math.log(k)
 
 
 @torch.no_grad()
@@ -78,7 +89,29 @@ def nll_estimate(
     values = []
     device = next(model.parameters()).device
     with seeded(device, seed):
-        for x, _ in loader:
-            values.append(-iwae_bound(model, x.to(device), k, chunk).double().cpu())
+        for x, y in loader:
+            values.append(-iwae_bound(model, x.to(device), k, chunk, y).double().cpu())
     nll = torch.cat(values)
     return nll.mean().item(), (nll.std() / math.sqrt(len(nll))).item()
+
+
+@torch.no_grad()
+def kl_per_unit(model: VAE, loader) -> torch.Tensor:
+    """Mean ``KL(q(z_j|x) || N(0, 1))`` of each latent coordinate over ``loader``, ``(D,)``.
+
+    A coordinate with (almost) zero KL is *inactive*: for every ``x`` its posterior is the
+    prior, so it carries no information about ``x`` (posterior collapse)."""
+    model.eval()
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    for x, y in loader:
+        x = x.to(device)
+        mu, logvar = model.encoder(x, y.to(device)) if model.conditional else model.encoder(x)
+        total = total + kl_per_dim(mu, logvar).double().sum(0)  # (D,)
+        count += len(x)
+    return (total / count).float().cpu()
+
+
+def active_units(kl: torch.Tensor, threshold: float = 0.01) -> int:
+    """How many coordinates have a mean KL above ``threshold`` nats (0.01 by default)."""
+    return int((kl > threshold).sum())

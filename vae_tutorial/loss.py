@@ -42,16 +42,25 @@ def reconstruction_nll(
     return bce.flatten(1).sum(1)  # (B,)
 
 
-def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """``KL(N(mu, diag(exp(logvar))) || N(0, I))`` per image (nats), shape ``(B,)``.
+def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(q(z_j|x) || N(0, 1))`` for every image and latent coordinate, shape ``(B, D)``.
 
-    ``KL = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))``, always >= 0.
+    ``KL_j = -1/2 (1 + logvar_j - mu_j^2 - exp(logvar_j))``, each >= 0; 0 exactly when
+    ``q(z_j|x)`` is the prior, ``mu_j = 0`` and ``logvar_j = 0``.
     """
     if mu.shape != logvar.shape or mu.ndim != 2:
         raise ValueError(
             f"mu and logvar must both be (B, D); got {tuple(mu.shape)} and {tuple(logvar.shape)}"
         )
-    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(1)  # (B,)
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, D)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, diag(exp(logvar))) || N(0, I))`` per image (nats), shape ``(B,)``.
+
+    ``KL = -1/2 sum_j (1 + logvar_j - mu_j^2 - exp(logvar_j))``, always >= 0.
+    """
+    return kl_per_dim(mu, logvar).sum(1)  # (B,)
 
 
 class VAELoss(NamedTuple):
@@ -75,15 +84,28 @@ def vae_loss(
     logvar: torch.Tensor,
     beta: float = 1.0,
     validate: bool = True,
+    free_bits: float = 0.0,
 ) -> VAELoss:
     """The (beta-weighted) negative ELBO of a batch: ``sum_b recon_b + beta * kl_b``.
 
     ``beta = 1`` is the VAE of Kingma & Welling (2013); other values give a beta-VAE
     (Higgins et al., 2017). ``validate=False`` skips the [0, 1] check of ``x`` (a
     device-to-host sync) for data already known to be valid.
+
+    ``free_bits = lambda > 0`` (Kingma et al., 2016) trains with
+    ``sum_b recon_b + beta * B * sum_j max(lambda, mean_b KL_bj)``: a coordinate whose
+    batch-mean KL is below ``lambda`` nats costs a constant, so nothing pushes it to the
+    prior. Only ``total`` changes; ``recon`` and ``kl`` stay the true per-image terms.
     """
     if not beta >= 0:
         raise ValueError(f"beta must be a non-negative number, got {beta!r}")
+    if not free_bits >= 0:
+        raise ValueError(f"free_bits must be a non-negative number of nats, got {free_bits!r}")
     recon = reconstruction_nll(logits, x, validate)
-    kl = kl_divergence(mu, logvar)
-    return VAELoss((recon + beta * kl).sum(), recon, kl)
+    kl_bd = kl_per_dim(mu, logvar)  # (B, D)
+    kl = kl_bd.sum(1)  # (B,)
+    if free_bits > 0:
+        kl_term = len(kl_bd) * kl_bd.mean(0).clamp(min=free_bits).sum()
+    else:
+        kl_term = kl.sum()
+    return VAELoss(recon.sum() + beta * kl_term, recon, kl)

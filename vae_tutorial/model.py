@@ -112,6 +112,8 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     """Encoder + reparameterization + decoder. ``forward`` returns ``(logits, mu, logvar)``."""
 
+    conditional = False  # see cvae.ConditionalVAE, whose forward also takes the labels
+
     def __init__(self, latent_dim: int = 20):
         super().__init__()
         self.latent_dim = check_latent_dim(latent_dim)

@@ -8,6 +8,7 @@ given; Ctrl-C writes one mid-epoch; ``resume`` continues exactly where a run sto
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import random
@@ -15,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +25,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
+from .cvae import ConditionalVAE, build_model
 from .data import (
     TensorLoader,
     download_mnist,
@@ -183,14 +186,19 @@ def run_epoch(
     model: VAE,
     loader,
     optimizer: torch.optim.Optimizer,
-    beta: float = 1.0,
+    beta: float | Callable[[int], float] = 1.0,
     progress: bool = False,
     desc: str = "train",
     start: EpochProgress | None = None,
     should_stop=None,
     context: Context = SINGLE,
+    free_bits: float = 0.0,
 ) -> EpochProgress:
     """Train over one pass of ``loader`` (from ``start.step`` on, if given).
+
+    ``beta`` weighs the KL term; a function of the step gives a schedule (KL warm-up).
+    ``free_bits`` is passed to :func:`~vae_tutorial.loss.vae_loss`. A conditional model
+    (``model.conditional``) is given the labels too: ``model(x, y)``.
 
     Stops early, between two steps, when ``should_stop()`` becomes true. The loss stays
     on the device; every ``CHECK_EVERY`` steps one read checks that it is still finite and
@@ -200,20 +208,23 @@ def run_epoch(
     """
     model.train()
     device = next(model.parameters()).device
-    latent_dim = getattr(model, "module", model).latent_dim
+    inner = getattr(model, "module", model)  # the model itself, also inside DDP
+    latent_dim, conditional = inner.latent_dim, inner.conditional
     done = start or EpochProgress()
     total = torch.zeros((), device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
     step, images, stop = done.step, 0, False
     batches = _progress(_batches(loader, step), len(loader) - step, desc, progress)
-    for x, _ in batches:
+    for x, y in batches:
         x = x.to(device, non_blocking=True)
+        inputs = (x, y.to(device, non_blocking=True)) if conditional else (x,)
         if context.active:  # the same eps as one process would draw for the global batch
             eps = torch.randn(loader.global_batch_size(step), latent_dim, device=device)
-            logits, mu, logvar = model(x, eps[context.rank :: context.world_size])
+            logits, mu, logvar = model(*inputs, eps[context.rank :: context.world_size])
         else:
-            logits, mu, logvar = model(x)  # (B, 1, 28, 28), (B, D), (B, D)
-        loss = vae_loss(logits, x, mu, logvar, beta, validate=False).total
+            logits, mu, logvar = model(*inputs)  # (B, 1, 28, 28), (B, D), (B, D)
+        weight = beta(step) if callable(beta) else beta
+        loss = vae_loss(logits, x, mu, logvar, weight, validate=False, free_bits=free_bits).total
         optimizer.zero_grad(set_to_none=True)
         (loss * context.world_size if context.active else loss).backward()
         optimizer.step()
@@ -267,9 +278,9 @@ def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
     sums = torch.zeros(2, dtype=torch.float64, device=device)
     count = 0
     with seeded(device, EVAL_SEED):
-        for x, _ in loader:
+        for x, y in loader:
             x = x.to(device)
-            logits, mu, logvar = model(x)
+            logits, mu, logvar = model(x, y.to(device)) if model.conditional else model(x)
             terms = vae_loss(logits, x, mu, logvar, beta)
             sums += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
             count += len(x)
@@ -330,7 +341,7 @@ def fit(
     verbose: bool = True,
     root=None,
     on_epoch_end=None,
-) -> tuple[VAE, dict]:
+) -> tuple[VAE | ConditionalVAE, dict]:
     """Train a :class:`VAE` as ``config`` says; return it with its history.
 
     With ``checkpoint``, a checkpoint is written after every epoch, and when Ctrl-C stops
@@ -363,7 +374,7 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
     if context.active:
         torch.distributed.barrier()
     seed_everything(config.seed)  # the same on every rank: they draw the same noise
-    model = VAE(config.latent_dim).to(device)
+    model = build_model(config).to(device)
     optimizer = make_optimizer(model, config.lr)
     train_loader, test_loader = make_loaders(config, device, root, context)
     history, first_epoch, partial = new_history(), 0, None
@@ -378,6 +389,11 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
         for epoch in range(first_epoch, config.epochs):
             t0 = time.perf_counter()
             _set_epoch(train_loader, config.seed, epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr_at(epoch)
+            beta = config.beta
+            if config.kl_warmup:  # a function of the step: kl_weight(epoch, step, steps)
+                beta = functools.partial(config.kl_weight, epoch, steps_per_epoch=len(train_loader))
             desc = f"epoch {epoch + 1}/{config.epochs}"
             start = EpochProgress(**partial) if partial else None
             partial = None
@@ -386,12 +402,13 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
                     net,
                     train_loader,
                     optimizer,
-                    config.beta,
+                    beta,
                     progress and main,
                     desc,
                     start,
                     stop,
                     context,
+                    config.free_bits,
                 )
             except NonFiniteLossError as err:
                 note = f"; {checkpoint} still holds the last good state" if checkpoint else ""
@@ -456,7 +473,7 @@ def load_or_train(
     device: str | torch.device | None = None,
     progress: bool = True,
     verbose: bool = True,
-) -> tuple[VAE, dict]:
+) -> tuple[VAE | ConditionalVAE, dict]:
     """The model ``config`` describes: loaded from the cache if it was trained before,
     else trained now (resuming an unfinished cached run) and cached as ``vae-<key>.pt``."""
     path = cached_checkpoint(config, cache_dir)

@@ -177,3 +177,45 @@ def test_chapter_page(browser, server, chapter):
     assert set(colab) == {expected_colab(chapter)}, colab
     if chapter == CHAPTERS[0]:
         browser.save_screenshot(str(SHOTS / f"{chapter}.png"))
+
+
+def test_latent_explorer_follows_the_pointer_without_the_network(browser, server):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    load(browser, urljoin(server, "notebooks/13_latent_explorer.html"))
+    plane = browser.find_element(By.CSS_SELECTOR, ".vae-explorer-plane")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plane)
+    width, height = plane.size["width"], plane.size["height"]
+    grid = browser.execute_script(
+        "return JSON.parse(document.querySelector('.vae-explorer + script').textContent"
+        ".match(/const data = (\\{.*\\});/)[1]).n"
+    )
+    cells, pictures = [], []
+    for fx, fy in [(-0.3, -0.35), (0.3, 0.25)]:  # offsets from the plane's centre, in widths
+        ox, oy = int(fx * width), int(fy * height)
+        ActionChains(browser).move_to_element_with_offset(plane, ox, oy).perform()
+        cell = browser.execute_script("return document.querySelector('.vae-explorer').dataset.cell")
+        i, j = map(int, cell.split(","))
+        assert abs(i - (0.5 + oy / height) * (grid - 1)) <= 1.01, (cell, fx, fy)
+        assert abs(j - (0.5 + ox / width) * (grid - 1)) <= 1.01, (cell, fx, fy)
+        ink = browser.execute_script(
+            "const c = document.querySelector('.vae-explorer-digit');"
+            "const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+            "let dark = 0; for (let k = 0; k < d.length; k += 4) if (d[k] < 128) dark++;"
+            "return dark / (c.width * c.height);"
+        )
+        assert 0.02 < ink < 0.6, f"the digit canvas at {cell} is blank or black ({ink:.3f})"
+        cells.append(cell)
+        pictures.append(
+            browser.execute_script(
+                "return document.querySelector('.vae-explorer-digit').toDataURL()"
+            )
+        )
+    assert cells[0] != cells[1] and pictures[0] != pictures[1]
+    external = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+        ".filter(u => !u.startsWith(location.origin) && !u.startsWith('data:'))"
+    )
+    assert external == [], f"the page fetched from outside the site: {external}"
+    browser.save_screenshot(str(SHOTS / "13_latent_explorer.png"))

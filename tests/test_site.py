@@ -149,6 +149,8 @@ def expected_colab(chapter: str) -> str:
 
 
 def test_landing_page(browser, server):
+    # the root is a redirect page without an icon link: browsers then ask for /favicon.ico
+    assert (SITE / "favicon.ico").is_file(), "no favicon.ico at the site's root"
     check_page(browser, server, server)
     assert browser.current_url.endswith("book/intro.html")
     assert "VAE Tutorial Book" in browser.title

@@ -140,6 +140,18 @@ def digit_grid(
     return model.decode(z, y)
 
 
+def label_args(model, y: torch.Tensor | None, device: torch.device | str) -> tuple:
+    """What a model takes after the images: ``(y,)`` on ``device`` for a conditional model
+    (``model.conditional``), ``()`` for a plain VAE. Call ``model(x, *label_args(...))``."""
+    if not getattr(model, "conditional", False):
+        return ()
+    if y is None:
+        raise ValueError(
+            "a conditional VAE needs the labels as well as the images: pass the labels y"
+        )
+    return (y.to(device, non_blocking=True),)
+
+
 def build_model(config: TrainConfig) -> VAE | ConditionalVAE:
     """The model a :class:`TrainConfig` describes (a fresh one, on the CPU)."""
     return ConditionalVAE(config.latent_dim) if config.conditional else VAE(config.latent_dim)

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import torch
 from torch.nn import functional as F
 
+from .cvae import label_args
 from .loss import kl_per_dim
 from .model import VAE, check_images, check_pixels
 
@@ -51,9 +52,7 @@ def log_weights(
     check_pixels(x)
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k (importance samples per image) must be a positive integer, got {k!r}")
-    if model.conditional and y is None:
-        raise ValueError("a conditional VAE bounds log p(x|y): pass the labels y")
-    labels = (y.to(x.device),) if model.conditional else ()
+    labels = label_args(model, y, x.device)  # (y,) for a conditional model, else ()
     mu, logvar = model.encoder(x, *labels)  # (B, D) each
     b, d = mu.shape
     chunk = chunk or max(1, CHUNK_ELEMENTS // (b * 784))
@@ -106,7 +105,7 @@ def kl_per_unit(model: VAE, loader) -> torch.Tensor:
     total, count = 0.0, 0
     for x, y in loader:
         x = x.to(device)
-        mu, logvar = model.encoder(x, y.to(device)) if model.conditional else model.encoder(x)
+        mu, logvar = model.encoder(x, *label_args(model, y, device))
         total = total + kl_per_dim(mu, logvar).double().sum(0)  # (D,)
         count += len(x)
     return (total / count).float().cpu()

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .plotting import plane_grid
+
 # matplotlib's tab10, one colour per digit class (as in plotting.plot_latent_scatter)
 CLASS_COLOURS = [
     "#1f77b4",
@@ -40,24 +42,43 @@ def grid_codes(n: int, limit: float) -> torch.Tensor:
         raise ValueError(f"n (grid points per axis) must be an integer >= 2, got {n!r}")
     if not limit > 0:
         raise ValueError(f"limit must be a positive number, got {limit!r}")
-    axis = torch.linspace(-limit, limit, n)
-    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
-    return torch.stack([z1.flatten(), z2.flatten()], dim=1)
+    return plane_grid(torch.linspace(-limit, limit, n))
+
+
+def check_plane_model(model) -> None:
+    """Raise ``ValueError`` unless ``model`` is an unconditional VAE with a 2-D latent space
+    (the only kind whose whole latent space is a plane to explore)."""
+    if getattr(model, "latent_dim", None) != 2 or getattr(model, "conditional", False):
+        raise ValueError(
+            "a latent explorer spans a 2-D plane: use an unconditional model with latent_dim=2 "
+            f"(this one has latent_dim={getattr(model, 'latent_dim', None)})"
+        )
+
+
+def to_ink(probs: torch.Tensor) -> np.ndarray:
+    """Pixel probabilities as uint8 ink values, 0 (white paper) to 255 (certainly black)."""
+    return (probs.detach().cpu().clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+
+def png_bytes(ink: np.ndarray, scale: int = 1) -> bytes:
+    """A 2-D array of ink values as a greyscale PNG, black ink on white, each pixel drawn
+    ``scale x scale``."""
+    picture = Image.fromarray(255 - ink, mode="L")
+    if scale > 1:
+        picture = picture.resize((ink.shape[1] * scale, ink.shape[0] * scale), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
 
 
 @torch.no_grad()
 def decoded_grid(model, n: int = 32, limit: float = 3.0) -> np.ndarray:
     """``sigmoid(decoder(z))`` at every grid point, as ink values ``(n, n, 28, 28)`` uint8
     (255 = certainly black). ``model`` must have a 2-D latent space."""
-    if getattr(model, "latent_dim", None) != 2 or getattr(model, "conditional", False):
-        raise ValueError(
-            "the explorer draws a 2-D latent plane: train an unconditional model with "
-            f"latent_dim=2 (this one has latent_dim={getattr(model, 'latent_dim', None)})"
-        )
+    check_plane_model(model)
     model.eval()
     z = grid_codes(n, limit).to(next(model.parameters()).device)
-    probs = model.decode(z).cpu()  # (n * n, 1, 28, 28)
-    return (probs * 255).round().to(torch.uint8).view(n, n, 28, 28).numpy()
+    return to_ink(model.decode(z)).reshape(n, n, 28, 28)  # decode: (n * n, 1, 28, 28)
 
 
 def sprite_png(grid: np.ndarray, levels: int = 32) -> bytes:
@@ -69,10 +90,7 @@ def sprite_png(grid: np.ndarray, levels: int = 32) -> bytes:
     n = grid.shape[0]
     step = 255 / (levels - 1)
     ink = (np.round(grid / step) * step).round().astype(np.uint8)
-    tiles = ink.transpose(0, 2, 1, 3).reshape(n * 28, n * 28)  # row of tiles, then pixel row
-    buffer = io.BytesIO()
-    Image.fromarray(255 - tiles, mode="L").save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
+    return png_bytes(ink.transpose(0, 2, 1, 3).reshape(n * 28, n * 28))  # tile rows, pixel rows
 
 
 def explorer_html(

@@ -88,14 +88,18 @@ def plot_latent_scatter(mu: torch.Tensor, labels: torch.Tensor, title: str = "",
     return ax.figure
 
 
-def latent_grid(n: int = 15, edge: float = 0.03) -> torch.Tensor:
-    """An ``n x n`` grid of 2-D codes at the standard normal's quantiles, shape ``(n*n, 2)``.
-
-    Row ``i`` has ``z_2`` falling from top to bottom; column ``j`` has ``z_1`` rising.
-    """
-    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(edge, 1 - edge, n))
-    z2, z1 = torch.meshgrid(q.flip(0), q, indexing="ij")
+def plane_grid(axis: torch.Tensor) -> torch.Tensor:
+    """Every pair of values of ``axis`` (rising, length ``n``) as 2-D codes, shape
+    ``(n*n, 2)``, row-major: row ``i`` has ``z_2`` falling from top to bottom; column ``j``
+    has ``z_1`` rising."""
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
     return torch.stack([z1.flatten(), z2.flatten()], dim=1)
+
+
+def latent_grid(n: int = 15, edge: float = 0.03) -> torch.Tensor:
+    """An ``n x n`` grid of 2-D codes at the standard normal's quantiles, shape ``(n*n, 2)``,
+    laid out as :func:`plane_grid` says."""
+    return plane_grid(torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(edge, 1 - edge, n)))
 
 
 def plot_manifold(model, n: int = 15, title: str = "Decoded latent grid"):

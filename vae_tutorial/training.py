@@ -25,7 +25,7 @@ import torch
 
 from .checkpoint import CheckpointError, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
-from .cvae import ConditionalVAE, build_model
+from .cvae import ConditionalVAE, build_model, label_args
 from .data import (
     TensorLoader,
     download_mnist,
@@ -209,7 +209,7 @@ def run_epoch(
     model.train()
     device = next(model.parameters()).device
     inner = getattr(model, "module", model)  # the model itself, also inside DDP
-    latent_dim, conditional = inner.latent_dim, inner.conditional
+    latent_dim = inner.latent_dim
     done = start or EpochProgress()
     total = torch.zeros((), device=device)
     first_bad = torch.full((), -1, dtype=torch.long, device=device)
@@ -217,12 +217,12 @@ def run_epoch(
     batches = _progress(_batches(loader, step), len(loader) - step, desc, progress)
     for x, y in batches:
         x = x.to(device, non_blocking=True)
-        inputs = (x, y.to(device, non_blocking=True)) if conditional else (x,)
+        labels = label_args(inner, y, device)  # (y,) for a conditional model, else ()
         if context.active:  # the same eps as one process would draw for the global batch
             eps = torch.randn(loader.global_batch_size(step), latent_dim, device=device)
-            logits, mu, logvar = model(*inputs, eps[context.rank :: context.world_size])
+            logits, mu, logvar = model(x, *labels, eps[context.rank :: context.world_size])
         else:
-            logits, mu, logvar = model(*inputs)  # (B, 1, 28, 28), (B, D), (B, D)
+            logits, mu, logvar = model(x, *labels)  # (B, 1, 28, 28), (B, D), (B, D)
         weight = beta(step) if callable(beta) else beta
         loss = vae_loss(logits, x, mu, logvar, weight, validate=False, free_bits=free_bits).total
         optimizer.zero_grad(set_to_none=True)
@@ -280,7 +280,7 @@ def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
     with seeded(device, EVAL_SEED):
         for x, y in loader:
             x = x.to(device)
-            logits, mu, logvar = model(x, y.to(device)) if model.conditional else model(x)
+            logits, mu, logvar = model(x, *label_args(model, y, device))
             terms = vae_loss(logits, x, mu, logvar, beta)
             sums += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
             count += len(x)

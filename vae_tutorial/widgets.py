@@ -7,20 +7,15 @@ self-contained :mod:`vae_tutorial.explorer` instead.
 
 from __future__ import annotations
 
-import io
-
 import torch
-from PIL import Image
+
+from .explorer import check_plane_model, png_bytes, to_ink
 
 
 def digit_png(probs: torch.Tensor, scale: int = 6) -> bytes:
     """One ``(1, 28, 28)`` image of pixel probabilities as a PNG, black ink on white,
     each pixel drawn ``scale x scale``."""
-    ink = (probs.detach().cpu().clamp(0, 1)[0] * 255).round().to(torch.uint8).numpy()
-    picture = Image.fromarray(255 - ink, mode="L").resize((28 * scale, 28 * scale), Image.NEAREST)
-    buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
-    return buffer.getvalue()
+    return png_bytes(to_ink(probs)[0], scale)
 
 
 def latent_sliders(model, limit: float = 3.0, step: float = 0.05):
@@ -28,11 +23,7 @@ def latent_sliders(model, limit: float = 3.0, step: float = 0.05):
     the digit the decoder draws there, updated on every move."""
     import ipywidgets as widgets  # imported here: the rest of the package works without it
 
-    if getattr(model, "latent_dim", None) != 2 or getattr(model, "conditional", False):
-        raise ValueError(
-            "the sliders span a 2-D latent plane: use an unconditional model with latent_dim=2 "
-            f"(this one has latent_dim={getattr(model, 'latent_dim', None)})"
-        )
+    check_plane_model(model)
     model.eval()
     device = next(model.parameters()).device
     sliders = [

@@ -61,6 +61,23 @@ def test_nll_estimate_reports_a_mean_and_its_standard_error():
     assert (nll, se) == nll_estimate(model, loader, 5), "seeded: the same every time"
 
 
+@pytest.mark.parametrize("bad", [1.5, -0.1, float("nan")])
+def test_evaluations_check_every_batch_with_one_read_at_the_end(bad):
+    # the pixels are checked once, after the last batch (no per-batch host read on a
+    # GPU); a bad pixel in any batch, even the first, is still refused
+    from vae_tutorial.training import evaluate
+
+    model, x = model_and_images(5, b=6)
+    broken = x.clone()
+    broken[0, 0, 3, 3] = bad
+    loader = [(broken[:3], None), (x[3:], None)]
+    with pytest.raises(ValueError, match="pixels must be numbers in"):
+        nll_estimate(model, loader, 2)
+    with pytest.raises(ValueError, match="pixels must be numbers in"):
+        evaluate(model, loader)
+    assert math.isfinite(evaluate(model, [(x[:3], None), (x[3:], None)])["neg_elbo"])
+
+
 @pytest.mark.parametrize("k", [0, -1, 2.5, True])
 def test_bad_k_raises(k):
     model, x = model_and_images(4, b=1)

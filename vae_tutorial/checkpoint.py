@@ -56,7 +56,7 @@ def save_checkpoint(
         "config": config.to_dict(),
         "epoch": epoch,
         "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
+        "optimizer": portable_optimizer_state(optimizer),
         "history": history,
         "partial": partial,
         "rng": {"torch": torch.get_rng_state()},
@@ -135,6 +135,39 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         state["rng"],
         state.get("partial"),
     )
+
+
+def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """``optimizer.state_dict()`` as an ordinary optimizer would save it: every group's
+    ``lr`` a float and ``capturable`` off, even when ``optimizer`` is the CUDA-graph step's
+    (whose ``lr`` is a 0-d device tensor), so that any Adam can load it."""
+    state = optimizer.state_dict()  # its param_groups are fresh dicts: safe to change
+    for group in state["param_groups"]:
+        group["lr"] = float(group["lr"])
+        if group.get("capturable"):
+            group["capturable"] = False
+    return state
+
+
+# an optimizer's settings of how it computes, not what: kept when a state is loaded into it
+IMPLEMENTATION = ("capturable", "fused", "foreach", "differentiable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """Load ``state`` (from any Adam: eager or capturable, float or tensor ``lr``) into
+    ``optimizer``, which keeps its own implementation (``IMPLEMENTATION``) and, when its
+    ``lr`` is a tensor, that very tensor, filled in place with the saved value: a captured
+    CUDA graph reads the tensor it was captured with."""
+    state = {"state": state["state"], "param_groups": [dict(g) for g in state["param_groups"]]}
+    lrs = [group["lr"] for group in optimizer.param_groups]
+    for saved, group in zip(state["param_groups"], optimizer.param_groups):
+        saved.update({k: group[k] for k in IMPLEMENTATION if k in group})
+        saved["lr"] = float(saved["lr"])
+    optimizer.load_state_dict(state)  # moves `step` to the device when capturable or fused
+    for group, lr in zip(optimizer.param_groups, lrs):
+        if isinstance(lr, torch.Tensor):
+            lr.fill_(group["lr"])
+            group["lr"] = lr
 
 
 def restore_rng(rng_state: dict) -> None:

@@ -66,6 +66,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--train-size", type=int, help="use the first N training images (all)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--no-graph",
+        action="store_true",
+        help="on CUDA, train with the eager step instead of one CUDA-graph replay per step "
+        "(the same arithmetic; for debugging and comparison)",
+    )
     ev = commands.add_parser(
         "evaluate",
         help="print the test -ELBO of a checkpoint",
@@ -124,8 +130,16 @@ def run_train(args: argparse.Namespace) -> None:
         ranks = int(os.environ.get("WORLD_SIZE", "1"))
         on = f"{ranks} processes ({device.type})" if ranks > 1 else str(device)
         print(f"training on {on} for {config.epochs} epoch(s); checkpoint: {path}", flush=True)
+    graphed = False if args.no_graph else None  # None: CUDA graphs where possible
     try:
-        fit(config, device, path, resume=args.resume, progress=not args.no_progress)
+        fit(
+            config,
+            device,
+            path,
+            resume=args.resume,
+            progress=not args.no_progress,
+            graphed=graphed,
+        )
     except TrainingInterrupted as stop:
         print(
             f"\ninterrupted in epoch {stop.epoch} after step {stop.step}: {path} holds the run "

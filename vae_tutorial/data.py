@@ -230,14 +230,17 @@ class TensorLoader:
     def __iter__(self):
         return self.batches()
 
+    def order(self) -> torch.Tensor:
+        """This epoch's order of the images, ``(N,)`` on the CPU: a permutation drawn from
+        ``(seed, epoch)`` alone when shuffling, else ``0, 1, ..., N - 1``."""
+        if not self.shuffle:
+            return torch.arange(self.num_images)
+        generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
+        return torch.randperm(self.num_images, generator=generator)
+
     def batches(self, start_batch: int = 0):
         """This epoch's batches, from batch ``start_batch`` on (to resume mid-epoch)."""
-        if self.shuffle:
-            generator = torch.Generator().manual_seed(epoch_seed(self.seed, self.epoch))
-            order = torch.randperm(self.num_images, generator=generator)
-        else:
-            order = torch.arange(self.num_images)
-        order = order.to(self.images.device)
+        order = self.order().to(self.images.device)
         for start in range(start_batch * self.batch_size, self.num_images, self.batch_size):
             idx = order[start : start + self.batch_size]
             x = self.images[idx]  # (B, 1, 28, 28)

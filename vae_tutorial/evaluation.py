@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from .cvae import label_args
 from .loss import kl_per_dim
-from .model import VAE, check_images, check_pixels
+from .model import VAE, check_images, check_pixels, pixel_range
 
 LOG_2PI = math.log(2 * math.pi)
 CHUNK_ELEMENTS = 2**25  # decoder outputs held at once (about 128 MB of float32 logits)
@@ -43,13 +43,20 @@ def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 
 @torch.no_grad()
 def log_weights(
-    model: VAE, x: torch.Tensor, k: int, chunk: int | None = None, y: torch.Tensor | None = None
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    chunk: int | None = None,
+    y: torch.Tensor | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """``log w`` for ``k`` samples per image, shape ``(B, k)``, computed ``chunk`` samples at
     a time so that memory stays bounded for any ``k``. A conditional model needs the
-    labels ``y``; its weights then bound ``log p(x|y)``."""
+    labels ``y``; its weights then bound ``log p(x|y)``. ``validate=False`` skips the check
+    that pixels are in [0, 1] (a device-to-host read), for a caller that checks them itself."""
     check_images(x)
-    check_pixels(x)
+    if validate:
+        check_pixels(x)
     if isinstance(k, bool) or not isinstance(k, int) or k <= 0:
         raise ValueError(f"k (importance samples per image) must be a positive integer, got {k!r}")
     labels = label_args(model, y, x.device)  # (y,) for a conditional model, else ()
@@ -73,24 +80,35 @@ def log_weights(
 
 
 def iwae_bound(
-    model: VAE, x: torch.Tensor, k: int, chunk: int | None = None, y: torch.Tensor | None = None
+    model: VAE,
+    x: torch.Tensor,
+    k: int,
+    chunk: int | None = None,
+    y: torch.Tensor | None = None,
+    validate: bool = True,
 ) -> torch.Tensor:
     """``L_K(x) = logsumexp_k log w_k - log K`` per image (nats), shape ``(B,)``."""
-    return torch.logsumexp(log_weights(model, x, k, chunk, y), dim=1) - math.log(k)
+    return torch.logsumexp(log_weights(model, x, k, chunk, y, validate), dim=1) - math.log(k)
 
 
 @torch.no_grad()
 def nll_estimate(
     model: VAE, loader, k: int, seed: int = 0, chunk: int | None = None
 ) -> tuple[float, float]:
-    """Mean ``-L_K`` over ``loader`` (nats per image) and its standard error over images."""
+    """Mean ``-L_K`` over ``loader`` (nats per image) and its standard error over images.
+
+    The per-image values stay on the device and the pixels are checked once, at the end:
+    one device-to-host read for the whole loader, not one per batch."""
     model.eval()
-    values = []
     device = next(model.parameters()).device
+    values, pixels = [], torch.empty(0, device=device)
     with seeded(device, seed):
         for x, y in loader:
-            values.append(-iwae_bound(model, x.to(device), k, chunk, y).double().cpu())
-    nll = torch.cat(values)
+            x = x.to(device)
+            pixels = pixel_range(x, pixels)  # (2,): min and max so far
+            values.append(-iwae_bound(model, x, k, chunk, y, validate=False).double())  # (B,)
+    check_pixels(pixels)
+    nll = torch.cat(values).cpu()  # (N,)
     return nll.mean().item(), (nll.std() / math.sqrt(len(nll))).item()
 
 
@@ -99,7 +117,8 @@ def kl_per_unit(model: VAE, loader) -> torch.Tensor:
     """Mean ``KL(q(z_j|x) || N(0, 1))`` of each latent coordinate over ``loader``, ``(D,)``.
 
     A coordinate with (almost) zero KL is *inactive*: for every ``x`` its posterior is the
-    prior, so it carries no information about ``x`` (posterior collapse)."""
+    prior, so it carries no information about ``x`` (posterior collapse). The sum stays on
+    the device until the end."""
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0

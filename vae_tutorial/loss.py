@@ -82,7 +82,7 @@ def vae_loss(
     x: torch.Tensor,
     mu: torch.Tensor,
     logvar: torch.Tensor,
-    beta: float = 1.0,
+    beta: float | torch.Tensor = 1.0,
     validate: bool = True,
     free_bits: float = 0.0,
 ) -> VAELoss:
@@ -96,8 +96,11 @@ def vae_loss(
     ``sum_b recon_b + beta * B * sum_j max(lambda, mean_b KL_bj)``: a coordinate whose
     batch-mean KL is below ``lambda`` nats costs a constant, so nothing pushes it to the
     prior. Only ``total`` changes; ``recon`` and ``kl`` stay the true per-image terms.
+
+    ``beta`` may be a 0-d tensor on the device (a KL schedule changed in place, as the
+    CUDA-graph step does); it is then not checked, since reading it would wait for the device.
     """
-    if not beta >= 0:
+    if not isinstance(beta, torch.Tensor) and not beta >= 0:
         raise ValueError(f"beta must be a non-negative number, got {beta!r}")
     if not free_bits >= 0:
         raise ValueError(f"free_bits must be a non-negative number of nats, got {free_bits!r}")

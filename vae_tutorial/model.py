@@ -45,6 +45,19 @@ def check_pixels(x: torch.Tensor) -> None:
         )
 
 
+def pixel_range(x: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """``[min, max]`` of the pixels of ``x`` and of the range ``seen`` so far, ``(2,)`` on the
+    device, computed without a device-to-host read (a NaN stays a NaN). A loop that keeps it
+    from ``torch.empty(0)`` on and ends with ``check_pixels(seen)`` checks every batch with
+    one read instead of one per batch."""
+    if x.numel() == 0:
+        return seen
+    now = torch.stack([x.min(), x.max()])  # (2,)
+    if seen.numel() == 0:
+        return now
+    return torch.stack([torch.minimum(seen[0], now[0]), torch.maximum(seen[1], now[1])])
+
+
 def check_latent_dim(latent_dim: int) -> int:
     """Return ``latent_dim`` if it is a positive integer, else raise ``ValueError``."""
     if isinstance(latent_dim, bool) or not isinstance(latent_dim, int) or latent_dim <= 0:

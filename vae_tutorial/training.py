@@ -23,7 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import CheckpointError, load_checkpoint, restore_rng, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_optimizer_state,
+    restore_rng,
+    save_checkpoint,
+)
 from .config import TrainConfig
 from .cvae import ConditionalVAE, build_model, label_args
 from .data import (
@@ -37,7 +43,7 @@ from .data import (
 from .distributed import SINGLE, Context, all_max, setup, teardown
 from .evaluation import seeded
 from .loss import vae_loss
-from .model import VAE
+from .model import VAE, check_pixels, pixel_range
 from .paths import cache_root
 
 EVAL_SEED = 1234  # evaluation draws its own z with this seed, leaving training's RNG alone
@@ -75,11 +81,31 @@ def select_device(name: str | torch.device | None = None) -> torch.device:
     return device
 
 
-def make_optimizer(model: VAE, lr: float) -> torch.optim.Adam:
+def make_optimizer(model: VAE, lr: float, capturable: bool = False) -> torch.optim.Adam:
     """Adam (Kingma & Ba, 2015) over the model's parameters; on CUDA its fused kernel
-    (the same update, in one kernel launch instead of several per parameter)."""
-    fused = next(model.parameters()).device.type == "cuda"
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=fused or None)
+    (the same update, in one kernel launch instead of several per parameter).
+
+    ``capturable=True`` (CUDA only) makes the Adam that a CUDA graph can capture
+    (:mod:`~vae_tutorial.graphed`): its step count and ``lr`` live on the device, ``lr``
+    as a 0-d tensor that :func:`set_lr` changes in place, so a new learning rate reaches
+    the captured graph without capturing it again."""
+    device = next(model.parameters()).device
+    if capturable:
+        if device.type != "cuda":
+            raise ValueError(f"a capturable optimizer is for CUDA graphs; the model is on {device}")
+        lr_tensor = torch.tensor(float(lr), device=device)  # 0-d float32
+        return torch.optim.Adam(model.parameters(), lr=lr_tensor, fused=True, capturable=True)
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type == "cuda" or None)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate; a tensor ``lr`` is filled in place (a captured
+    CUDA graph reads that tensor: replacing it by a float would go unseen)."""
+    for group in optimizer.param_groups:
+        if isinstance(group["lr"], torch.Tensor):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 def seed_everything(seed: int) -> None:
@@ -255,6 +281,38 @@ def _check_finite(first_bad: torch.Tensor, total: torch.Tensor) -> None:
         raise NonFiniteLossError(bad, float(total))
 
 
+def use_cuda_graph(
+    graphed: bool | None, device: torch.device, config: TrainConfig, context: Context = SINGLE
+) -> bool:
+    """Whether :func:`fit` trains with the CUDA-graph step (:mod:`~vae_tutorial.graphed`).
+
+    ``graphed=None`` (auto) and ``True`` mean yes on a CUDA device, with the tensor loader,
+    in one process; with ``loader="torchvision"`` or under ``torchrun`` training is eager
+    (a graph needs the data on the device and has no collective operations). ``False``
+    means eager. ``True`` on a device other than CUDA raises ``ValueError``."""
+    if graphed and device.type != "cuda":
+        raise ValueError(
+            f"graphed=True: CUDA graphs need a CUDA device, and training is on {device}; "
+            "use graphed=None (CUDA graphs where possible) or False"
+        )
+    return (
+        graphed is not False
+        and device.type == "cuda"
+        and config.loader == "tensor"
+        and not context.active
+    )
+
+
+def epoch_runner(graphed: bool) -> Callable[..., EpochProgress]:
+    """What trains one epoch: :func:`run_epoch`, or with ``graphed`` its CUDA-graph
+    replacement :class:`~vae_tutorial.graphed.GraphedEpochs` (same arguments, same result)."""
+    if not graphed:
+        return run_epoch
+    from .graphed import GraphedEpochs  # imported here: graphed builds on this module
+
+    return GraphedEpochs()
+
+
 def train_epoch(
     model: VAE,
     loader,
@@ -272,18 +330,23 @@ def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
     """Mean per-image ``recon``, ``kl``, ``neg_elbo`` and ``loss`` (nats) over ``loader``.
 
     One ``z`` per image, drawn with a fixed seed, so the same model always scores the same.
+    The sums stay on the device and the pixels are checked once, at the end: one
+    device-to-host read for the whole loader, not one per batch.
     """
     model.eval()
     device = next(model.parameters()).device
     sums = torch.zeros(2, dtype=torch.float64, device=device)
+    pixels = torch.empty(0, device=device)
     count = 0
     with seeded(device, EVAL_SEED):
         for x, y in loader:
             x = x.to(device)
+            pixels = pixel_range(x, pixels)  # (2,): min and max so far
             logits, mu, logvar = model(x, *label_args(model, y, device))
-            terms = vae_loss(logits, x, mu, logvar, beta)
+            terms = vae_loss(logits, x, mu, logvar, beta, validate=False)
             sums += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
             count += len(x)
+    check_pixels(pixels)
     recon, kl = (sums / count).tolist()
     return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "loss": recon + beta * kl}
 
@@ -341,6 +404,7 @@ def fit(
     verbose: bool = True,
     root=None,
     on_epoch_end=None,
+    graphed: bool | None = None,
 ) -> tuple[VAE | ConditionalVAE, dict]:
     """Train a :class:`VAE` as ``config`` says; return it with its history.
 
@@ -353,20 +417,36 @@ def fit(
     A NaN or infinite loss raises :class:`NonFiniteLossError` at once and leaves the last
     checkpoint as it was.
 
+    On CUDA a training step is one CUDA-graph replay (:mod:`~vae_tutorial.graphed`): the
+    same arithmetic and random numbers as the eager step, without its per-step launch
+    overhead. ``graphed=None`` (the default) uses it wherever it can (CUDA, the tensor
+    loader, one process; elsewhere training is eager); ``False`` keeps the eager step;
+    ``True`` on a device other than CUDA raises ``ValueError``.
+
     Under ``torchrun`` this trains with DistributedDataParallel (see
     :mod:`vae_tutorial.distributed`); only rank 0 evaluates, prints, shows progress,
     writes checkpoints and calls ``on_epoch_end``, and only rank 0's history is filled.
     """
     context, device = setup(select_device(device))
     try:
+        graph = use_cuda_graph(graphed, device, config, context)  # ValueError if it cannot
         return _fit(
-            config, device, context, checkpoint, resume, progress, verbose, root, on_epoch_end
+            config,
+            device,
+            context,
+            checkpoint,
+            resume,
+            progress,
+            verbose,
+            root,
+            on_epoch_end,
+            graph,
         )
     finally:
         teardown(context)
 
 
-def _fit(config, device, context, checkpoint, resume, progress, verbose, root, on_epoch_end):
+def _fit(config, device, context, checkpoint, resume, progress, verbose, root, on_epoch_end, graph):
     if context.active and config.loader != "tensor":
         raise ValueError("distributed training needs loader='tensor' (the default)")
     if context.active and context.is_main:
@@ -375,8 +455,9 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
         torch.distributed.barrier()
     seed_everything(config.seed)  # the same on every rank: they draw the same noise
     model = build_model(config).to(device)
-    optimizer = make_optimizer(model, config.lr)
+    optimizer = make_optimizer(model, config.lr, capturable=graph)
     train_loader, test_loader = make_loaders(config, device, root, context)
+    run = epoch_runner(graph)  # run_epoch, or the same epoch as CUDA-graph replays
     history, first_epoch, partial = new_history(), 0, None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         history, first_epoch, partial = _resume(checkpoint, config, model, optimizer, device)
@@ -389,8 +470,7 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
         for epoch in range(first_epoch, config.epochs):
             t0 = time.perf_counter()
             _set_epoch(train_loader, config.seed, epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = config.lr_at(epoch)
+            set_lr(optimizer, config.lr_at(epoch))
             beta = config.beta
             if config.kl_warmup:  # a function of the step: kl_weight(epoch, step, steps)
                 beta = functools.partial(config.kl_weight, epoch, steps_per_epoch=len(train_loader))
@@ -398,7 +478,7 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
             start = EpochProgress(**partial) if partial else None
             partial = None
             try:
-                done = run_epoch(
+                done = run(
                     net,
                     train_loader,
                     optimizer,
@@ -451,7 +531,7 @@ def _resume(checkpoint, config: TrainConfig, model: VAE, optimizer, device):
             "resume with the same settings (only --epochs may change) or use another output folder"
         )
     model.load_state_dict(state.model.state_dict())
-    optimizer.load_state_dict(state.optimizer_state)
+    load_optimizer_state(optimizer, state.optimizer_state)
     restore_rng(state.rng_state)
     return state.history, state.epoch, state.partial
 

@@ -8,8 +8,13 @@ VENV := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vae-tutorial-installed
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
+# TEST_WORKERS=2 runs the tests in two processes (pytest-xdist; a file, or the chapters that
+# share a cached model, stay in one process); CI does that with one thread each, under
+# another float configuration
+TEST_WORKERS ?= 1
+WORKERS := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,)
 
-.PHONY: book test setup lint format bench clean
+.PHONY: book test portable setup lint format bench clean
 
 book: setup
 	$(PY) tools/sync_colab.py
@@ -17,7 +22,11 @@ book: setup
 	$(VENV)/bin/jupyter-book build . --warningiserror --nitpick --keep-going
 
 test: book
-	$(PY) -m pytest tests notebooks $(NBVAL) --durations=0 -q
+	$(PY) -m pytest tests notebooks $(NBVAL) $(WORKERS) --durations=0 -q
+
+# the chapters and numeric tests under other float configurations (see README)
+portable: setup
+	$(PY) tools/portable.py
 
 setup: $(STAMP)
 

@@ -84,3 +84,58 @@ def test_bibliography_has_every_cited_key():
         for k in group.split(",")
     }
     assert cited <= keys, f"cited but not in references.bib: {sorted(cited - keys)}"
+
+
+# A decimal with two or more digits after the point, or a number in e-notation.
+DECIMAL = re.compile(r"(?<![\w.])\d+\.\d{2,}|\d\.\d+e[-+]\d+")
+IGNORED = {"nbval-ignore-output", "nbval-skip"}
+
+
+def compared_cells(nb) -> list[tuple[int, object]]:
+    """(nbval's cell number, cell) of every code cell whose output nbval compares strictly."""
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return [
+        (i, c)
+        for i, c in enumerate(code)
+        if not IGNORED & set(c.metadata.get("tags", []))
+        and "NBVAL_IGNORE_OUTPUT" not in c.source
+        and "NBVAL_SKIP" not in c.source
+    ]
+
+
+def printed_text(cell) -> str:
+    return "".join(
+        o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in cell.outputs
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_strictly_compared_decimals_are_portable(path):
+    """The book's rule: nbval compares only what prints the same on every CPU, thread count
+    and GPU. A compared cell that prints decimals must say, in a '# Compared:' comment, why
+    those digits cannot change (exact values, or rounding far above float noise); any other
+    number is printed by a cell whose output is not compared, and its claim is asserted."""
+    nb = nbformat.read(path, as_version=4)
+    unexplained = [
+        f"Cell {i}: {DECIMAL.search(printed_text(c)).group()}"
+        for i, c in compared_cells(nb)
+        if DECIMAL.search(printed_text(c)) and "# Compared:" not in c.source
+    ]
+    assert not unexplained, (
+        f"{path.name} compares decimals that may differ elsewhere: {unexplained}"
+    )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_ignored_outputs_say_why(path):
+    """A cell whose output is not compared says why in a comment, so a reader knows that
+    the figures it prints depend on the machine, and where its claim is asserted."""
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    silent = [
+        i
+        for i, c in enumerate(code)
+        if "nbval-ignore-output" in c.metadata.get("tags", [])
+        and not re.search(r"#.*(not compared|machine|depend)", c.source, re.IGNORECASE)
+    ]
+    assert not silent, f"{path.name}: ignored cells {silent} do not say why"

@@ -8,11 +8,10 @@ VENV := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),.venv)
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.vae-tutorial-installed
 NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
-# TEST_WORKERS=2 runs the tests in two processes (pytest-xdist; a file, or the chapters that
-# share a cached model, stay in one process); CI does that with one thread each, under
-# another float configuration
+# TEST_WORKERS=2 runs the tests in two processes (pytest-xdist; each file whole, in order,
+# in one process); CI does that with one thread each, under another float configuration
 TEST_WORKERS ?= 1
-WORKERS := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadgroup,)
+WORKERS := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 
 .PHONY: book test portable setup lint format bench clean
 

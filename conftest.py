@@ -7,23 +7,8 @@ nbval starts inherit this environment.
 """
 
 import os
-from pathlib import Path
-
-import pytest
 
 os.environ.setdefault("VAE_TUTORIAL_PROGRESS", "off")
-
-# Chapters that load a model another of them trains (through the cache): under pytest-xdist
-# (``--dist loadgroup``) they run in one process, in order, so that the model is trained
-# once. Every other file is a group of its own.
-SHARED_MODELS = ("06_training", "07_latent_space", "10_evaluation", "13_latent_explorer")
-
-
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        name = Path(str(item.fspath)).stem
-        group = "chapters-sharing-models" if name in SHARED_MODELS else name
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 def pytest_terminal_summary(terminalreporter):

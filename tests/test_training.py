@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -138,3 +142,20 @@ def test_free_bits_keeps_more_units_active(mnist_root):
         model, _ = fit(config, "cpu", progress=False, verbose=False)
         units[free_bits] = active_units(kl_per_unit(model, make_test_loader(config, "cpu")))
     assert units[0.5] == 20 > units[0.0]  # measured: 20 against 11
+
+
+def test_two_processes_that_need_one_cached_model_train_it_once(tmp_path, mnist_root):
+    """The second process waits for the first (a lock beside the checkpoint), then loads."""
+    code = (
+        "import vae_tutorial as vt; "
+        f"vt.load_or_train(vt.TrainConfig(epochs=1, train_size=1024), cache_dir=r'{tmp_path}', "
+        "device='cpu', progress=False)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    runs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
+    printed = [run.communicate(timeout=300)[0] for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert sum(text.count("epoch   1/1") for text in printed) == 1, printed

@@ -105,7 +105,7 @@ def run(name: str, env: dict[str, str], extra: list[str]) -> tuple[int, float]:
         full = {**clean_env(), **env, "VAE_TUTORIAL_CACHE": cache}
         cmd = [sys.executable, "-m", "pytest", *NUMERIC_TESTS, "notebooks", *NBVAL]
         workers = 2 if env.get("OMP_NUM_THREADS") == "1" else 1
-        cmd += ["-n", str(workers), "--dist", "loadgroup", "-q", *extra]
+        cmd += ["-n", str(workers), "--dist", "loadfile", "-q", *extra]
         print(f"\n=== {name}: {' '.join(f'{k}={v}' for k, v in env.items())}", flush=True)
         start = time.perf_counter()
         code = subprocess.call(cmd, cwd=ROOT, env=full)

@@ -8,6 +8,7 @@ given; Ctrl-C writes one mid-epoch; ``resume`` continues exactly where a run sto
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
@@ -25,6 +26,7 @@ import torch
 
 from .checkpoint import (
     CheckpointError,
+    exclusive,
     load_checkpoint,
     load_optimizer_state,
     restore_rng,
@@ -430,18 +432,21 @@ def fit(
     context, device = setup(select_device(device))
     try:
         graph = use_cuda_graph(graphed, device, config, context)  # ValueError if it cannot
-        return _fit(
-            config,
-            device,
-            context,
-            checkpoint,
-            resume,
-            progress,
-            verbose,
-            root,
-            on_epoch_end,
-            graph,
-        )
+        # one process at a time trains into a checkpoint (ranks of one run share it)
+        owner = checkpoint is not None and not context.active
+        with exclusive(checkpoint) if owner else contextlib.nullcontext():
+            return _fit(
+                config,
+                device,
+                context,
+                checkpoint,
+                resume,
+                progress,
+                verbose,
+                root,
+                on_epoch_end,
+                graph,
+            )
     finally:
         teardown(context)
 
@@ -555,15 +560,18 @@ def load_or_train(
     verbose: bool = True,
 ) -> tuple[VAE | ConditionalVAE, dict]:
     """The model ``config`` describes: loaded from the cache if it was trained before,
-    else trained now (resuming an unfinished cached run) and cached as ``vae-<key>.pt``."""
+    else trained now (resuming an unfinished cached run) and cached as ``vae-<key>.pt``.
+    While another process trains the same model (into the same cache), this one waits for
+    it and then loads its result."""
     path = cached_checkpoint(config, cache_dir)
     device = select_device(device)
-    if path.exists():
-        try:
-            state = load_checkpoint(path, device)
-            if state.epoch >= config.epochs and state.config.key() == config.key():
-                return state.model.eval(), state.history
-        except CheckpointError:
-            path.unlink()  # unreadable cache entry: train afresh
-    model, history = fit(config, device, path, resume=True, progress=progress, verbose=verbose)
+    with exclusive(path):  # another process training this model: wait for it, then load
+        if path.exists():
+            try:
+                state = load_checkpoint(path, device)
+                if state.epoch >= config.epochs and state.config.key() == config.key():
+                    return state.model.eval(), state.history
+            except CheckpointError:
+                path.unlink()  # unreadable cache entry: train afresh
+        model, history = fit(config, device, path, resume=True, progress=progress, verbose=verbose)
     return model.eval(), history

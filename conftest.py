@@ -7,8 +7,20 @@ nbval starts inherit this environment.
 """
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("VAE_TUTORIAL_PROGRESS", "off")
+
+# Chapters that load a model another chapter trains (through the cache, under a lock). They
+# run last, so that under pytest-xdist the other process has trained that model by then
+# instead of one process waiting for the other.
+LOADS_ANOTHER_CHAPTERS_MODEL = ("07_latent_space", "10_evaluation", "13_latent_explorer")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep each file's items together and in order; move the chapters above to the end."""
+    last = [i for i in items if Path(str(i.fspath)).stem in LOADS_ANOTHER_CHAPTERS_MODEL]
+    items[:] = [i for i in items if i not in last] + last
 
 
 def pytest_terminal_summary(terminalreporter):

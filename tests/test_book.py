@@ -139,3 +139,10 @@ def test_ignored_outputs_say_why(path):
         and not re.search(r"#.*(not compared|machine|depend)", c.source, re.IGNORECASE)
     ]
     assert not silent, f"{path.name}: ignored cells {silent} do not say why"
+
+
+def test_the_chapters_that_conftest_runs_last_exist():
+    spec = importlib.util.spec_from_file_location("root_conftest", ROOT / "conftest.py")
+    conftest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(conftest)
+    assert set(conftest.LOADS_ANOTHER_CHAPTERS_MODEL) <= {p.stem for p in NOTEBOOKS}

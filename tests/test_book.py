@@ -146,3 +146,66 @@ def test_the_chapters_that_conftest_runs_last_exist():
     conftest = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(conftest)
     assert set(conftest.LOADS_ANOTHER_CHAPTERS_MODEL) <= {p.stem for p in NOTEBOOKS}
+
+
+def test_files_are_numbered_in_the_order_the_website_shows_them():
+    # The website numbers chapters across the numbered parts of _toc.yml; a file's prefix is
+    # that number (01, 02, ...), and an unnumbered part (the appendix) uses letters (A_...).
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    number, letters = 0, 0
+    for part in toc["parts"]:
+        for chapter in part["chapters"]:
+            stem = Path(chapter["file"]).name
+            if not chapter["file"].startswith("notebooks/"):
+                continue
+            if part.get("numbered"):
+                number += 1
+                assert stem.startswith(f"{number:02d}_"), f"{stem} is shown as chapter {number}"
+            else:
+                assert stem.startswith(f"{'ABCDEFGH'[letters]}_"), f"{stem} is an appendix"
+                letters += 1
+
+
+HARD_CODED = re.compile(r"\b(?:chapters?|ch\.)[ \t]*\d", re.IGNORECASE)
+LINKED_NOTEBOOK = re.compile(r"\]\(([^)\s#]+\.ipynb)(?:#[^)]*)?\)")
+
+
+def texts() -> list[tuple[str, Path, str]]:
+    """(where, folder links are relative to, text) for every page a reader can see."""
+    found = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        for i, cell in enumerate(nb.cells):
+            outputs = [o.get("text", "") for o in cell.get("outputs", [])]
+            text = "\n".join([cell.source] + [t if isinstance(t, str) else "" for t in outputs])
+            found.append((f"{path.name} cell {i}", path.parent, text))
+    for path in [ROOT / "README.md", *sorted((ROOT / "book").glob("*.md"))]:
+        found.append((str(path.relative_to(ROOT)), path.parent, path.read_text()))
+    for path in sorted((ROOT / "vae_tutorial").glob("*.py")):
+        found.append((str(path.relative_to(ROOT)), path.parent, path.read_text()))
+    return found
+
+
+def test_no_chapter_is_referred_to_by_its_number():
+    # A chapter's number changes when a chapter is inserted; a link to its file does not.
+    # Write "the [ELBO chapter](06_elbo.ipynb)", never "chapter 5".
+    bad = [f"{where}: {m.group(0)!r}" for where, _, t in texts() for m in HARD_CODED.finditer(t)]
+    assert bad == [], "refer to chapters by a link to their file:\n" + "\n".join(bad)
+
+
+def test_links_to_chapters_point_at_existing_files():
+    bad = [
+        f"{where}: {m.group(1)}"
+        for where, folder, text in texts()
+        for m in LINKED_NOTEBOOK.finditer(text)
+        if not m.group(1).startswith("http") and not (folder / m.group(1)).exists()
+    ]
+    assert bad == [], "\n".join(bad)
+
+
+def test_the_chapter_reference_checks_can_fail():
+    assert HARD_CODED.search("as chapter 7 showed") and HARD_CODED.search("Chapters 2-6")
+    assert not HARD_CODED.search("the [latent-space chapter](08_latent_space.ipynb)")
+    assert LINKED_NOTEBOOK.search("see [x](07_training.ipynb#a-section)").group(1) == (
+        "07_training.ipynb"
+    )

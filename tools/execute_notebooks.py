@@ -1,6 +1,6 @@
 """Re-execute chapters in place, top to bottom, the way they are committed.
 
-    python tools/execute_notebooks.py notebooks/01_data.ipynb [...]
+    python tools/execute_notebooks.py notebooks/02_data.ipynb [...]
 
 Runs each notebook in a fresh kernel with ``notebooks/`` as the working directory, on the
 CPU, with progress bars off (``VAE_TUTORIAL_PROGRESS=off``) so that the committed outputs

@@ -97,3 +97,31 @@ def test_preset_sets_the_recipe_and_options_override_it():
     assert train_config(parse(["train"])) == __import__("vae_tutorial").TrainConfig()
     result = run("train", "--preset", "huge")
     assert result.returncode == 2 and "invalid choice: 'huge'" in result.stderr
+
+
+def test_resume_without_a_checkpoint_refuses_and_names_the_folder(tmp_path):
+    # a typo in --out must not start a new run in place of the one meant to continue
+    out = tmp_path / "typo"
+    result = run("train", "--resume", "--epochs", "1", "--out", str(out), "--device", "cpu")
+    assert result.returncode == 2
+    assert f"no checkpoint to resume in {out}" in result.stderr
+    assert "leave out --resume" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("below", ["", "sub"])
+def test_out_naming_a_file_says_it_must_be_a_folder(tmp_path, below):
+    blocker = tmp_path / "notes.txt"
+    blocker.write_text("not a folder")
+    result = run("train", "--epochs", "1", "--out", str(blocker / below), "--device", "cpu")
+    assert result.returncode == 2
+    assert f"--out must be a folder, but {blocker} is a file" in result.stderr
+    assert "Errno" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_huge_latent_dim_is_refused_before_training(tmp_path):
+    result = run("train", "--latent-dim", "99999999", "--out", str(tmp_path / "r"))
+    assert result.returncode == 2
+    assert "latent_dim must be in 1..784" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "training on" not in result.stdout

@@ -119,12 +119,25 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def check_out_folder(out: Path) -> None:
+    """Raise ``ValueError`` if ``out``, or a folder it would be made in, is a file."""
+    file = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if file is not None:
+        raise ValueError(f"--out must be a folder, but {file} is a file; choose another --out")
+
+
 def run_train(args: argparse.Namespace) -> None:
     config = train_config(args)
     device = select_device(args.device)
+    check_out_folder(args.out)
     path = args.out / "checkpoint.pt"
     if path.exists() and not args.resume:
         raise ValueError(f"{path} exists; pass --resume to continue it or choose another --out")
+    if args.resume and not path.exists():  # a typo in --out must not start a new run
+        raise ValueError(
+            f"no checkpoint to resume in {args.out} (no {path.name} there); check --out, or "
+            "leave out --resume to start a new run there"
+        )
     main = int(os.environ.get("RANK", "0")) == 0  # under torchrun only rank 0 speaks
     if main:
         ranks = int(os.environ.get("WORLD_SIZE", "1"))

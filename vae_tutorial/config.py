@@ -9,6 +9,11 @@ from dataclasses import asdict, dataclass, fields
 
 from .model import check_latent_dim
 
+# A code needs no more numbers than the 28 x 28 = 784 pixels it encodes. The bound also
+# stops a typo before the allocator does: the model holds 770 weights per latent coordinate
+# (the encoder's two 256 -> D heads, the decoder's D -> 256 layer), so D = 99,999,999
+# would need 7.7e10 of them, 308 GB in float32.
+MAX_LATENT_DIM = 28 * 28
 LOADERS = ("tensor", "torchvision")
 LR_SCHEDULES = ("constant", "cosine")
 ADDED_LATER = {  # fields left out of key() at their default, so old cache keys still hold
@@ -50,6 +55,11 @@ class TrainConfig:
 
     def __post_init__(self):
         check_latent_dim(self.latent_dim)
+        if self.latent_dim > MAX_LATENT_DIM:
+            raise ValueError(
+                f"latent_dim must be in 1..{MAX_LATENT_DIM}, the number of pixels it encodes; "
+                f"got {self.latent_dim}"
+            )
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:

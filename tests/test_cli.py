@@ -35,7 +35,7 @@ def test_train_then_evaluate(tmp_path, mnist_root):
         "evaluate", str(out / "checkpoint.pt"), "--device", "cpu", "--k", "20", "--limit", "100"
     )
     assert result.returncode == 0, result.stderr
-    assert "on 100 binarized test images" in result.stdout
+    assert "on 100 binarized MNIST test images" in result.stdout
     assert "test NLL (IWAE bound, K=20)" in result.stdout and "+-" in result.stdout
     # training into a folder that has a checkpoint must not overwrite it silently
     again = run("train", "--epochs", "1", "--out", str(out), "--device", "cpu")
@@ -125,3 +125,21 @@ def test_a_huge_latent_dim_is_refused_before_training(tmp_path):
     assert "latent_dim must be in 1..784" in result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "training on" not in result.stdout
+
+
+def test_train_and_evaluate_on_fashion_mnist(tmp_path, fashion_root):
+    out = tmp_path / "fm"
+    common = ("--device", "cpu", "--out", str(out), "--no-progress", "--train-size", "1000")
+    result = run("train", "--dataset", "fashion-mnist", "--epochs", "1", *common)
+    assert result.returncode == 0, result.stderr
+    result = run("evaluate", str(out / "checkpoint.pt"), "--device", "cpu", "--limit", "500")
+    assert result.returncode == 0, result.stderr
+    assert "on 500 binarized Fashion-MNIST test images, after 1 epoch(s)" in result.stdout
+    # the data set is part of the run: resuming it on MNIST is another run
+    again = run("train", "--epochs", "2", "--resume", *common)
+    assert again.returncode == 2 and "same settings" in again.stderr
+
+
+def test_an_unknown_dataset_is_refused_by_the_parser():
+    result = run("train", "--dataset", "cifar10")
+    assert result.returncode == 2 and "invalid choice: 'cifar10'" in result.stderr

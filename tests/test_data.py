@@ -8,12 +8,13 @@ from vae_tutorial import (
     MNISTUnavailableError,
     TensorLoader,
     binarize,
+    download_mnist,
     fixed_binarized,
     mnist_dataset,
     mnist_tensors,
     torchvision_loader,
 )
-from vae_tutorial.data import MNIST_FILES
+from vae_tutorial.data import DATASETS, MNIST_FILES
 
 
 def test_splits_have_the_documented_shapes_and_range(mnist_root):
@@ -54,13 +55,16 @@ def test_dynamic_binarization_is_fresh_bernoulli_noise():
     assert torch.equal(fixed_binarized(x), fixed_binarized(x))
 
 
-def test_missing_data_without_network_gives_one_clear_message(tmp_path, monkeypatch):
+@pytest.mark.parametrize("dataset, folder", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])
+def test_missing_data_without_network_gives_one_clear_message(
+    tmp_path, monkeypatch, dataset, folder
+):
     # a closed local port stands in for "no network" whether or not this machine is online
-    monkeypatch.setattr(datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
+    monkeypatch.setattr(DATASETS[dataset], "mirrors", ["http://127.0.0.1:9/"])
     with pytest.raises(MNISTUnavailableError) as info:
-        mnist_dataset(train=False, root=tmp_path)
+        mnist_dataset(train=False, root=tmp_path, dataset=dataset)
     message = str(info.value)
-    assert str(tmp_path / "MNIST" / "raw") in message
+    assert message.startswith(f"{folder} is not in {tmp_path / folder / 'raw'}")
     assert all(name in message for name in MNIST_FILES)
     assert "VAE_TUTORIAL_DATA" in message and "\n" not in message
     assert info.value.__cause__ is None and info.value.__suppress_context__
@@ -157,3 +161,81 @@ def test_loaders_and_inference_refuse_pixels_that_are_not_probabilities(bad):
         VAE().reconstruct(images)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         iwae_bound(VAE(), images, 2)
+
+
+def test_fashion_mnist_comes_through_the_same_path(fashion_root):
+    images, labels = mnist_tensors(train=False, dataset="fashion-mnist")
+    assert images.shape == (10_000, 1, 28, 28) and images.min() == 0 and images.max() == 1
+    assert set(labels.unique().tolist()) == set(range(10))
+    assert not torch.equal(images, mnist_tensors(train=False)[0])
+    assert len(mnist_dataset(train=True, dataset="fashion-mnist")) == 60_000
+    blog = torchvision_loader(False, batch_size=500, shuffle=False, dataset="fashion-mnist")
+    xb, yb = next(iter(blog))
+    assert torch.equal(xb, images[:500]) and torch.equal(yb, labels[:500])
+
+
+def test_an_unknown_dataset_name_is_one_clear_error():
+    from vae_tutorial import TrainConfig
+
+    with pytest.raises(
+        ValueError, match="unknown dataset 'cifar10'; choose one of: mnist, fashion"
+    ):
+        mnist_dataset(dataset="cifar10")
+    with pytest.raises(ValueError, match="dataset must be one of"):
+        TrainConfig(dataset="cifar10")
+
+
+@pytest.fixture
+def fashion_offline(tmp_path, monkeypatch, fashion_root):
+    """A private copy of Fashion-MNIST's four uncompressed files, as the shared data seeds
+    them (no archive), with downloads pointed at a closed local port."""
+    monkeypatch.setattr(datasets.FashionMNIST, "mirrors", ["http://127.0.0.1:9/"])
+    raw = tmp_path / "FashionMNIST" / "raw"
+    shutil.copytree(
+        fashion_root / "FashionMNIST" / "raw", raw, ignore=shutil.ignore_patterns("*.*")
+    )
+    assert sorted(p.name for p in raw.iterdir()) == sorted(n[:-3] for n in MNIST_FILES)
+    return tmp_path
+
+
+def test_uncompressed_files_pass_the_check_without_archives(fashion_offline):
+    download_mnist(fashion_offline, "fashion-mnist")  # verifies each file's MD5 sum
+    assert len(mnist_dataset(train=False, root=fashion_offline, dataset="fashion-mnist")) == 10_000
+
+
+def test_good_uncompressed_files_are_used_beside_recompressed_archives(
+    fashion_offline, shared_fashion
+):
+    # Debian's recompressed archives fail torchvision's MD5 sums: the extracted files rule
+    raw = fashion_offline / "FashionMNIST" / "raw"
+    for archive in shared_fashion.glob("*.gz"):
+        shutil.copy(archive, raw)
+    download_mnist(fashion_offline, "fashion-mnist")
+    assert not list(raw.glob("*.damaged"))
+
+
+def test_a_recompressed_archive_alone_is_caught_by_its_checksum_and_named(
+    fashion_offline, shared_fashion
+):
+    raw = fashion_offline / "FashionMNIST" / "raw"
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    shutil.copy(shared_fashion / "t10k-labels-idx1-ubyte.gz", raw)
+    with pytest.raises(MNISTUnavailableError) as info:
+        mnist_dataset(train=False, root=fashion_offline, dataset="fashion-mnist")
+    message = str(info.value)
+    assert "t10k-labels-idx1-ubyte.gz failed the MD5 check" in message and "\n" not in message
+    assert (raw / "t10k-labels-idx1-ubyte.gz.damaged").exists()
+
+
+@pytest.mark.parametrize("keep", [1000, 7_840_016])  # cut short; or whole size, bytes changed
+def test_a_damaged_uncompressed_file_is_named_and_never_read(fashion_offline, keep):
+    extracted = fashion_offline / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte"
+    data = bytearray(extracted.read_bytes()[:keep])
+    data[-1] ^= 0xFF
+    extracted.write_bytes(bytes(data))
+    with pytest.raises(MNISTUnavailableError) as info:
+        download_mnist(fashion_offline, "fashion-mnist")
+    message = str(info.value)
+    assert message.startswith("FashionMNIST is not in") and "\n" not in message
+    assert "t10k-images-idx3-ubyte failed the MD5 check" in message
+    assert not extracted.exists() and extracted.with_name(extracted.name + ".damaged").exists()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import LOADERS, LR_SCHEDULES, PRESETS, TrainConfig
-from .data import MNISTUnavailableError, TensorLoader
+from .data import DATASETS, TITLES, MNISTUnavailableError, TensorLoader
 from .evaluation import nll_estimate
 from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
 
@@ -19,15 +19,16 @@ EXPECTED_ERRORS = (ValueError, CheckpointError, MNISTUnavailableError, FloatingP
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m vae_tutorial",
-        description="Train and evaluate the VAE Tutorial Book's convolutional VAE on MNIST.",
+        description="Train and evaluate the VAE Tutorial Book's convolutional VAE on MNIST "
+        "(or Fashion-MNIST).",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     d = TrainConfig()
     train = commands.add_parser(
         "train",
         help="train a VAE and write OUT/checkpoint.pt after every epoch",
-        description="Train a VAE on MNIST. Prints one line per epoch (losses in nats per "
-        "image) and writes OUT/checkpoint.pt after every epoch.",
+        description="Train a VAE on MNIST or Fashion-MNIST. Prints one line per epoch "
+        "(losses in nats per image) and writes OUT/checkpoint.pt after every epoch.",
     )
     train.add_argument(
         "--preset",
@@ -56,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         const=True,
         help="a conditional VAE: encoder and decoder also see the digit's label",
     )
+    train.add_argument("--dataset", choices=DATASETS, help=f"the images to train on ({d.dataset})")
     train.add_argument("--seed", type=int, help=f"random seed ({d.seed})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--out", type=Path, default=Path("runs/vae"), help="output folder")
@@ -75,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser(
         "evaluate",
         help="print the test -ELBO of a checkpoint",
-        description="Print a checkpoint's test -ELBO in nats per image (one z per image).",
+        description="Print a checkpoint's test -ELBO in nats per image (one z per image), "
+        "on the test set of the data set it was trained on.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     ev.add_argument("checkpoint", type=Path, help="a checkpoint.pt written by train")
@@ -101,6 +104,7 @@ OPTIONS = (  # command-line options that set a TrainConfig field of the same nam
     "kl_warmup",
     "conditional",
     "seed",
+    "dataset",
     "loader",
     "train_size",
 )
@@ -183,6 +187,7 @@ def run_evaluate(args: argparse.Namespace) -> None:
         data = TensorLoader(data.images[: args.limit], data.labels[: args.limit], 1000, False)
     result = evaluate(state.model, data)
     kind = "binarized" if state.config.binarized else "grey-level"
+    kind += " " + TITLES[state.config.dataset]
     print(
         f"test -ELBO {result['neg_elbo']:.2f} nats per image "
         f"(recon {result['recon']:.2f} + KL {result['kl']:.2f}) on {data.num_images} {kind} "

@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields
 
+from .data import DATASETS
 from .model import check_latent_dim
 
 # A code needs no more numbers than the 28 x 28 = 784 pixels it encodes. The bound also
@@ -21,7 +22,9 @@ ADDED_LATER = {  # fields left out of key() at their default, so old cache keys 
     "free_bits": 0.0,
     "kl_warmup": 0,
     "conditional": False,
+    "dataset": "mnist",
 }
+SHOWN_IF_SET = {"dataset": "mnist"}  # left out of repr at their default: printed configs hold
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,7 @@ class TrainConfig:
     ``kl_warmup``: epochs over which the KL weight grows linearly from 0 to ``beta``
     (KL annealing, Bowman et al., 2016), step by step.
     ``conditional``: a conditional VAE, ``q(z|x, y)`` and ``p(x|z, y)`` (``cvae`` module).
+    ``dataset``: ``"mnist"`` or ``"fashion-mnist"`` (the same sizes; ``data`` module).
     """
 
     epochs: int = 10
@@ -52,6 +56,7 @@ class TrainConfig:
     free_bits: float = 0.0
     kl_warmup: int = 0
     conditional: bool = False
+    dataset: str = "mnist"
 
     def __post_init__(self):
         check_latent_dim(self.latent_dim)
@@ -92,6 +97,17 @@ class TrainConfig:
             raise ValueError(f"conditional must be True or False, got {self.conditional!r}")
         if self.loader not in LOADERS:
             raise ValueError(f"loader must be one of {LOADERS}, got {self.loader!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
+
+    def __repr__(self) -> str:
+        """The dataclass's repr, less the fields of ``SHOWN_IF_SET`` at their default."""
+        shown = (
+            f"{k}={v!r}"
+            for k, v in self.to_dict().items()
+            if not (k in SHOWN_IF_SET and v == SHOWN_IF_SET[k])
+        )
+        return f"TrainConfig({', '.join(shown)})"
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -3,6 +3,9 @@
 Pixels are floats in [0, 1], shape ``(B, 1, 28, 28)``. A Bernoulli decoder models binary
 pixels, so both paths can *binarize dynamically*: every time an image is drawn, each
 pixel is replaced by a fresh sample ``x_ij ~ Bernoulli(intensity_ij)``.
+
+Fashion-MNIST (Xiao et al., 2017: clothes, in MNIST's format and sizes) goes through the
+same path: every function that reads data takes ``dataset="mnist"`` or ``"fashion-mnist"``.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ from torchvision.datasets.utils import check_integrity
 from .model import check_pixels
 from .paths import DATA_ENV, data_root
 
-MNIST_FILES = (
+DATASETS = {"mnist": datasets.MNIST, "fashion-mnist": datasets.FashionMNIST}
+TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}  # how messages name them
+MNIST_FILES = (  # the same four names for both data sets
     "train-images-idx3-ubyte.gz",
     "train-labels-idx1-ubyte.gz",
     "t10k-images-idx3-ubyte.gz",
@@ -31,31 +36,61 @@ EXTRACTED_SIZES = {  # bytes of each extracted IDX file: a shorter one is a brok
     "t10k-images-idx3-ubyte": 7_840_016,
     "t10k-labels-idx1-ubyte": 10_008,
 }
+EXTRACTED_MD5 = {  # of each extracted IDX file: what torchvision reads, with or without archive
+    "mnist": {
+        "train-images-idx3-ubyte": "6bbc9ace898e44ae57da46a324031adb",
+        "train-labels-idx1-ubyte": "a25bea736e30d166cdddb491f175f624",
+        "t10k-images-idx3-ubyte": "2646ac647ad5339dbf082846283269ea",
+        "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
+        "train-labels-idx1-ubyte": "9018921c3c673c538a1fc5bad174d6f9",
+        "t10k-images-idx3-ubyte": "8181f5470baa50b63fa0f6fddb340f0a",
+        "t10k-labels-idx1-ubyte": "15d484375f8d13e6eb1aabb0c3f46965",
+    },
+}
 TEST_BINARIZATION_SEED = 0  # the one fixed binarized test set every chapter evaluates on
 
 
 class MNISTUnavailableError(RuntimeError):
-    """MNIST is not on disk and could not be downloaded."""
+    """MNIST (or Fashion-MNIST) is not on disk and could not be downloaded."""
+
+
+def torchvision_class(dataset: str) -> type[datasets.MNIST]:
+    """The torchvision class that reads ``dataset`` (``"mnist"`` or ``"fashion-mnist"``)."""
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown dataset {dataset!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[dataset]
+
+
+def raw_folder(root: str | Path, dataset: str = "mnist") -> Path:
+    """Where torchvision keeps ``dataset``'s files under ``root``: ``MNIST/raw``,
+    ``FashionMNIST/raw``."""
+    return Path(root) / torchvision_class(dataset).__name__ / "raw"
 
 
 def _unavailable(raw: Path, reason: str) -> MNISTUnavailableError:
     files = ", ".join(MNIST_FILES)
+    name = raw.parent.name  # MNIST or FashionMNIST
     return MNISTUnavailableError(
-        f"MNIST is not in {raw} and could not be downloaded ({reason}). "
-        f"Copy the four original files ({files}) into that folder, or set {DATA_ENV} to a "
-        f"folder whose MNIST/raw/ holds them, then run again."
+        f"{name} is not in {raw} and could not be downloaded ({reason}). "
+        f"Copy the four original files ({files}; or the same files uncompressed) into that "
+        f"folder, or set {DATA_ENV} to a folder whose {name}/raw/ holds them, then run again."
     )
 
 
-def download_mnist(root: str | Path | None = None) -> Path:
-    """Make sure MNIST is under ``root`` (default :func:`data_root`); return ``root``.
+def download_mnist(root: str | Path | None = None, dataset: str = "mnist") -> Path:
+    """Make sure ``dataset`` is under ``root`` (default :func:`data_root`); return ``root``.
 
-    torchvision checks each file's MD5 sum and downloads only what is missing or wrong.
-    Its progress messages are swallowed so that notebook output does not depend on
-    whether the data was already there.
+    Every file there is checked against its MD5 sum first: an extracted IDX file that
+    passes is used as it is (as torchvision does, which then needs no archive); a file
+    that fails is set aside as ``*.damaged``. torchvision downloads what is then missing
+    and checks each archive's MD5 sum. Its progress messages are swallowed so that
+    notebook output does not depend on whether the data was already there.
     """
     root = Path(root) if root is not None else data_root()
-    raw = root / "MNIST" / "raw"
+    raw = raw_folder(root, dataset)
     try:
         raw.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -63,11 +98,11 @@ def download_mnist(root: str | Path | None = None) -> Path:
             f"cannot create the data folder {raw}: {err.strerror}. "
             f"Set {DATA_ENV} to a folder you can write to."
         ) from None
-    damaged = _set_aside_damaged_archives(raw)
+    damaged = _set_aside_damaged_files(raw, dataset)
     chatter = io.StringIO()
     try:
         with redirect_stdout(chatter), redirect_stderr(chatter):
-            datasets.MNIST(root, train=True, download=True)
+            torchvision_class(dataset)(root, train=True, download=True)
     except (OSError, RuntimeError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         if damaged:
@@ -80,49 +115,51 @@ def download_mnist(root: str | Path | None = None) -> Path:
     return root
 
 
-def _set_aside_damaged_archives(raw: Path) -> list[str]:
-    """Rename archives whose MD5 sum is wrong (a half download, a damaged copy) to
-    ``*.damaged`` so that they are fetched afresh and never extracted; return their names."""
+def _set_aside_damaged_files(raw: Path, dataset: str) -> list[str]:
+    """Rename files whose MD5 sum is wrong (a half download or extraction, a damaged copy)
+    to ``*.damaged`` so that they are fetched afresh and never read; return their names.
+    An archive is checked only where its extracted file is not there and good."""
     damaged = []
-    for name, md5 in datasets.MNIST.resources:
-        path = raw / name
-        if path.exists() and not check_integrity(str(path), md5):
-            path.replace(path.with_name(name + ".damaged"))
-            path.with_name(name.removesuffix(".gz")).unlink(missing_ok=True)
-            damaged.append(name)
+    for archive, archive_md5 in torchvision_class(dataset).resources:
+        extracted = raw / archive.removesuffix(".gz")
+        extracted_md5 = EXTRACTED_MD5[dataset][extracted.name]
+        for path, md5 in ((extracted, extracted_md5), (raw / archive, archive_md5)):
+            if not path.exists():
+                continue
+            if check_integrity(str(path), md5):
+                break  # torchvision reads this extracted file, or extracts this archive
+            path.replace(path.with_name(path.name + ".damaged"))
+            damaged.append(path.name)
     return damaged
 
 
-def _remove_broken_extractions(raw: Path) -> bool:
-    """Delete extracted IDX files of the wrong size (an interrupted extraction); True if any."""
-    broken = False
-    for name, size in EXTRACTED_SIZES.items():
-        path = raw / name
-        if path.exists() and path.stat().st_size != size:
-            path.unlink()
-            broken = True
-    return broken
+def _extracted(raw: Path) -> bool:
+    """True if every extracted IDX file is there with its size (not cut short)."""
+    return all(
+        (raw / n).is_file() and (raw / n).stat().st_size == size
+        for n, size in EXTRACTED_SIZES.items()
+    )
 
 
 def mnist_dataset(
-    train: bool = True, root: str | Path | None = None, transform=None
+    train: bool = True, root: str | Path | None = None, transform=None, dataset: str = "mnist"
 ) -> datasets.MNIST:
-    """The torchvision MNIST split (60,000 train or 10,000 test images), downloaded if absent."""
+    """The torchvision split of ``dataset`` (60,000 train or 10,000 test images), checked,
+    and downloaded if absent."""
     root = Path(root) if root is not None else data_root()
-    if not _remove_broken_extractions(root / "MNIST" / "raw"):
-        try:
-            return datasets.MNIST(root, train=train, transform=transform, download=False)
-        except RuntimeError:  # not extracted yet: verify or fetch the archives, then extract
-            pass
-    download_mnist(root)
-    return datasets.MNIST(root, train=train, transform=transform, download=False)
+    if not _extracted(raw_folder(root, dataset)):  # not yet, or cut short: verify, fetch
+        download_mnist(root, dataset)
+    return torchvision_class(dataset)(root, train=train, transform=transform, download=False)
 
 
 def mnist_tensors(
-    train: bool = True, root: str | Path | None = None, device: str | torch.device = "cpu"
+    train: bool = True,
+    root: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    dataset: str = "mnist",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """A whole split as two tensors: images ``(N, 1, 28, 28)`` float in [0, 1], labels ``(N,)``."""
-    ds = mnist_dataset(train, root)
+    ds = mnist_dataset(train, root, dataset=dataset)
     images = ds.data.unsqueeze(1).to(device=device, dtype=torch.float32) / 255  # (N, 1, 28, 28)
     return images, ds.targets.to(device)
 
@@ -159,6 +196,7 @@ def torchvision_loader(
     num_workers: int = 0,
     size: int | None = None,
     generator: torch.Generator | None = None,
+    dataset: str = "mnist",
 ) -> DataLoader:
     """The blog's data path: ``datasets.MNIST`` + ``ToTensor`` in a ``DataLoader``.
 
@@ -167,7 +205,7 @@ def torchvision_loader(
     """
     _check_batch_size(batch_size)
     steps = [transforms.ToTensor()] + ([Binarize()] if binarized else [])
-    ds = mnist_dataset(train, root, transforms.Compose(steps))
+    ds = mnist_dataset(train, root, transforms.Compose(steps), dataset)
     if size is not None:
         ds = torch.utils.data.Subset(ds, range(size))
     return DataLoader(

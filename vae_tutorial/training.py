@@ -130,9 +130,10 @@ def make_loaders(config: TrainConfig, device: torch.device, root=None, context: 
             root,
             size=config.train_size,
             generator=torch.Generator(),
+            dataset=config.dataset,
         )
     else:
-        images, labels = mnist_tensors(True, root, device)
+        images, labels = mnist_tensors(True, root, device, config.dataset)
         n = config.train_size or len(images)
         train = TensorLoader(
             images[:n],
@@ -149,7 +150,7 @@ def make_loaders(config: TrainConfig, device: torch.device, root=None, context: 
 
 def test_loader(config: TrainConfig, device: torch.device, root=None) -> TensorLoader:
     """The 10,000 test images, in order; binarized once with a fixed seed if ``config.binarized``."""
-    images, labels = mnist_tensors(False, root, device)
+    images, labels = mnist_tensors(False, root, device, config.dataset)
     if config.binarized:
         images = fixed_binarized(images)
     return TensorLoader(images, labels, batch_size=1000, shuffle=False)
@@ -455,7 +456,7 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
     if context.active and config.loader != "tensor":
         raise ValueError("distributed training needs loader='tensor' (the default)")
     if context.active and context.is_main:
-        download_mnist(root)  # once, before the other ranks read it
+        download_mnist(root, config.dataset)  # once, before the other ranks read it
     if context.active:
         torch.distributed.barrier()
     seed_everything(config.seed)  # the same on every rank: they draw the same noise

@@ -177,8 +177,31 @@ def test_chapter_page(browser, server, chapter):
     )
     assert colab, f"{chapter} has no Colab link"
     assert set(colab) == {expected_colab(chapter)}, colab
+    wide = browser.execute_script(SIDEWAYS)
+    assert wide == [], f"{chapter}: code or output that scrolls sideways at 1280 px: {wide[:5]}"
     if chapter == CHAPTERS[0]:
         browser.save_screenshot(str(SHOTS / f"{chapter}.png"))
+
+
+# Every block of code or printed output whose content is wider than its box, so that the
+# reader at a 1280-pixel window (the browser's size) would have to scroll it sideways:
+# (which block, its first line, by how many pixels it overflows).
+SIDEWAYS = """
+return [...document.querySelectorAll('.cell_input pre, .cell_output pre, .output pre')]
+  .filter(pre => pre.scrollWidth > pre.clientWidth + 1)
+  .map(pre => [pre.closest('.cell_output, .output') ? 'output' : 'code',
+               pre.textContent.split('\\n').find(l => l.length > 0).slice(0, 50),
+               pre.scrollWidth - pre.clientWidth])
+"""
+
+
+def test_the_sideways_check_sees_a_line_that_is_too_long(browser, server):
+    load(browser, urljoin(server, f"notebooks/{CHAPTERS[0]}.html"))
+    assert browser.execute_script(SIDEWAYS) == []
+    browser.execute_script(
+        "document.querySelector('.cell_input pre').textContent = 'x = ' + '1 + '.repeat(40)"
+    )
+    assert len(browser.execute_script(SIDEWAYS)) == 1
 
 
 def test_latent_explorer_follows_the_pointer_without_the_network(browser, server):

@@ -143,3 +143,22 @@ def test_train_and_evaluate_on_fashion_mnist(tmp_path, fashion_root):
 def test_an_unknown_dataset_is_refused_by_the_parser():
     result = run("train", "--dataset", "cifar10")
     assert result.returncode == 2 and "invalid choice: 'cifar10'" in result.stderr
+
+
+def test_train_and_evaluate_with_the_continuous_bernoulli(tmp_path, mnist_root):
+    out = tmp_path / "cb"
+    common = ("--device", "cpu", "--out", str(out), "--no-progress", "--train-size", "1000")
+    result = run(
+        "train", "--likelihood", "continuous-bernoulli", "--grey", "--epochs", "1", *common
+    )
+    assert result.returncode == 0, result.stderr
+    result = run("evaluate", str(out / "checkpoint.pt"), "--device", "cpu", "--limit", "500")
+    assert result.returncode == 0, result.stderr
+    assert "on 500 grey-level MNIST test images (likelihood: continuous-bernoulli)" in (
+        result.stdout
+    )
+
+
+def test_an_unknown_likelihood_is_refused_by_the_parser():
+    result = run("train", "--likelihood", "gaussian")
+    assert result.returncode == 2 and "invalid choice: 'gaussian'" in result.stderr

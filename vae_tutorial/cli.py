@@ -11,6 +11,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .config import LOADERS, LR_SCHEDULES, PRESETS, TrainConfig
 from .data import DATASETS, TITLES, MNISTUnavailableError, TensorLoader
 from .evaluation import nll_estimate
+from .likelihood import LIKELIHOODS
 from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
 
 EXPECTED_ERRORS = (ValueError, CheckpointError, MNISTUnavailableError, FloatingPointError, OSError)
@@ -58,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a conditional VAE: encoder and decoder also see the digit's label",
     )
     train.add_argument("--dataset", choices=DATASETS, help=f"the images to train on ({d.dataset})")
+    train.add_argument(
+        "--likelihood",
+        choices=LIKELIHOODS,
+        help=f"the decoder's p(x|z) ({d.likelihood}); continuous-bernoulli is a density on "
+        "grey levels, for use with --grey",
+    )
     train.add_argument("--seed", type=int, help=f"random seed ({d.seed})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--out", type=Path, default=Path("runs/vae"), help="output folder")
@@ -105,6 +112,7 @@ OPTIONS = (  # command-line options that set a TrainConfig field of the same nam
     "conditional",
     "seed",
     "dataset",
+    "likelihood",
     "loader",
     "train_size",
 )
@@ -188,10 +196,13 @@ def run_evaluate(args: argparse.Namespace) -> None:
     result = evaluate(state.model, data)
     kind = "binarized" if state.config.binarized else "grey-level"
     kind += " " + TITLES[state.config.dataset]
+    kind += " test images"
+    if state.config.likelihood != "bernoulli":  # nats of a density: may be negative
+        kind += f" (likelihood: {state.config.likelihood})"
     print(
         f"test -ELBO {result['neg_elbo']:.2f} nats per image "
-        f"(recon {result['recon']:.2f} + KL {result['kl']:.2f}) on {data.num_images} {kind} "
-        f"test images, after {state.epoch} epoch(s)"
+        f"(recon {result['recon']:.2f} + KL {result['kl']:.2f}) on {data.num_images} {kind}, "
+        f"after {state.epoch} epoch(s)"
     )
     if args.k is not None:
         small = TensorLoader(data.images, data.labels, max(1, 20_000 // args.k), False)

@@ -8,6 +8,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from .data import DATASETS
+from .likelihood import LIKELIHOODS
 from .model import check_latent_dim
 
 # A code needs no more numbers than the 28 x 28 = 784 pixels it encodes. The bound also
@@ -23,8 +24,12 @@ ADDED_LATER = {  # fields left out of key() at their default, so old cache keys 
     "kl_warmup": 0,
     "conditional": False,
     "dataset": "mnist",
+    "likelihood": "bernoulli",
 }
-SHOWN_IF_SET = {"dataset": "mnist"}  # left out of repr at their default: printed configs hold
+SHOWN_IF_SET = {
+    "dataset": "mnist",
+    "likelihood": "bernoulli",
+}  # left out of repr at their default: printed configs hold
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,8 @@ class TrainConfig:
     (KL annealing, Bowman et al., 2016), step by step.
     ``conditional``: a conditional VAE, ``q(z|x, y)`` and ``p(x|z, y)`` (``cvae`` module).
     ``dataset``: ``"mnist"`` or ``"fashion-mnist"`` (the same sizes; ``data`` module).
+    ``likelihood``: the decoder's ``p(x|z)``, ``"bernoulli"`` or ``"continuous-bernoulli"``
+    (a density on grey levels; ``likelihood`` module).
     """
 
     epochs: int = 10
@@ -57,6 +64,7 @@ class TrainConfig:
     kl_warmup: int = 0
     conditional: bool = False
     dataset: str = "mnist"
+    likelihood: str = "bernoulli"
 
     def __post_init__(self):
         check_latent_dim(self.latent_dim)
@@ -99,6 +107,8 @@ class TrainConfig:
             raise ValueError(f"loader must be one of {LOADERS}, got {self.loader!r}")
         if self.dataset not in DATASETS:
             raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
+        if self.likelihood not in LIKELIHOODS:
+            raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
 
     def __repr__(self) -> str:
         """The dataclass's repr, less the fields of ``SHOWN_IF_SET`` at their default."""

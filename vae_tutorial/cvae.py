@@ -17,6 +17,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .config import TrainConfig
+from .likelihood import check_likelihood, mean_image
 from .model import VAE, check_images, check_latent_dim, check_pixels, reparameterize
 
 NUM_CLASSES = 10
@@ -100,9 +101,12 @@ class ConditionalVAE(nn.Module):
 
     conditional = True
 
-    def __init__(self, latent_dim: int = 20, num_classes: int = NUM_CLASSES):
+    def __init__(
+        self, latent_dim: int = 20, num_classes: int = NUM_CLASSES, likelihood: str = "bernoulli"
+    ):
         super().__init__()
         self.latent_dim = check_latent_dim(latent_dim)
+        self.likelihood = check_likelihood(likelihood)  # p(x|z, y): see likelihood.py
         self.num_classes = num_classes
         self.encoder = ConditionalEncoder(latent_dim, num_classes)
         self.decoder = ConditionalDecoder(latent_dim, num_classes)
@@ -117,8 +121,9 @@ class ConditionalVAE(nn.Module):
         return self.decoder(z, y), mu, logvar
 
     def decode(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities ``sigmoid(logits)`` of digit ``y`` in style ``z``, ``(B, 1, 28, 28)``."""
-        return torch.sigmoid(self.decoder(z, y))
+        """Pixel probabilities ``sigmoid(logits)`` of digit ``y`` in style ``z``, ``(B, 1, 28, 28)``
+        (for a continuous Bernoulli, its mean)."""
+        return mean_image(self.decoder(z, y), self.likelihood)
 
     @torch.no_grad()
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -163,4 +168,6 @@ def label_args(model, y: torch.Tensor | None, device: torch.device | str) -> tup
 
 def build_model(config: TrainConfig) -> VAE | ConditionalVAE:
     """The model a :class:`TrainConfig` describes (a fresh one, on the CPU)."""
-    return ConditionalVAE(config.latent_dim) if config.conditional else VAE(config.latent_dim)
+    if config.conditional:
+        return ConditionalVAE(config.latent_dim, likelihood=config.likelihood)
+    return VAE(config.latent_dim, likelihood=config.likelihood)

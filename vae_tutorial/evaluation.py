@@ -16,9 +16,9 @@ import math
 from contextlib import contextmanager
 
 import torch
-from torch.nn import functional as F
 
 from .cvae import label_args
+from .likelihood import nll as likelihood_nll
 from .loss import kl_per_dim
 from .model import VAE, check_images, check_pixels, pixel_range
 
@@ -71,9 +71,9 @@ def log_weights(
         logits = model.decoder(z.reshape(n * b, d), *repeated)
         logits = logits.view(n, b, *x.shape[1:])  # (n, B, 1, 28, 28)
         targets = x.unsqueeze(0).expand_as(logits)
-        log_px_z = (
-            -F.binary_cross_entropy_with_logits(logits, targets, reduction="none").flatten(2).sum(2)
-        )
+        log_px_z = -likelihood_nll(  # (n, B)
+            logits.flatten(0, 1), targets.flatten(0, 1), model.likelihood
+        ).view(n, b)
         log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
         pieces.append(log_px_z + log_pz - _log_normal(z, mu, logvar))  # (n, B)
     return torch.cat(pieces).T  # (B, k)

@@ -156,7 +156,9 @@ class GraphedStep:
             x = torch.bernoulli(x)  # as TensorLoader does, before eps is drawn
         y = self.labels.index_select(0, idx) if getattr(self.model, "conditional", False) else None
         logits, mu, logvar = self.model(x, *label_args(self.model, y, self.device))
-        terms = vae_loss(logits, x, mu, logvar, self.beta, validate=False, free_bits=self.free_bits)
+        terms = vae_loss(
+            logits, x, mu, logvar, self.beta, False, self.free_bits, self.model.likelihood
+        )
         loss = terms.total  # (): recon + beta * kl, summed over the batch
         loss.backward()
         self.optimizer.step()

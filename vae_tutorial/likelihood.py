@@ -69,6 +69,14 @@ def cb_sample(logits: torch.Tensor, generator: torch.Generator | None = None) ->
     return torch.where(small, u, x).clamp(0, 1)
 
 
+def mean_image(logits: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
+    """The expected image ``E[x|z]`` under the likelihood: ``sigmoid(logits)`` for the
+    Bernoulli, :func:`cb_mean` for the continuous Bernoulli."""
+    if check_likelihood(likelihood) == "continuous-bernoulli":
+        return cb_mean(logits)
+    return torch.sigmoid(logits)
+
+
 def nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
     """``-log p(x|z)`` per image in nats, shape ``(B,)``, for ``logits`` and ``x`` of shape
     ``(B, 1, 28, 28)``: the binary cross-entropy summed over pixels, minus ``sum log C``

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import torch
 from torch.nn import functional as F
 
+from .likelihood import nll as likelihood_nll
 from .model import check_pixels
 
 
@@ -27,17 +28,21 @@ def check_targets(x: torch.Tensor) -> None:
 
 
 def reconstruction_nll(
-    logits: torch.Tensor, x: torch.Tensor, validate: bool = True
+    logits: torch.Tensor, x: torch.Tensor, validate: bool = True, likelihood: str = "bernoulli"
 ) -> torch.Tensor:
     """``-log p(x|z)`` per image (nats), shape ``(B,)``.
 
     ``-log p(x|z) = -sum_i [x_i log p_i + (1 - x_i) log(1 - p_i)]`` with
-    ``p = sigmoid(logits)``, computed from the logits for numerical stability.
+    ``p = sigmoid(logits)``, computed from the logits for numerical stability. With
+    ``likelihood="continuous-bernoulli"`` it subtracts ``sum_i log C(p_i)`` too, which
+    makes ``p(x|z)`` a density on grey levels (``likelihood`` module).
     """
     if logits.shape != x.shape:
         raise ValueError(f"logits {tuple(logits.shape)} and targets {tuple(x.shape)} differ")
     if validate:
         check_targets(x)
+    if likelihood != "bernoulli":
+        return likelihood_nll(logits, x, likelihood)  # (B,)
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")  # (B, 1, 28, 28)
     return bce.flatten(1).sum(1)  # (B,)
 
@@ -85,6 +90,7 @@ def vae_loss(
     beta: float | torch.Tensor = 1.0,
     validate: bool = True,
     free_bits: float = 0.0,
+    likelihood: str = "bernoulli",
 ) -> VAELoss:
     """The (beta-weighted) negative ELBO of a batch: ``sum_b recon_b + beta * kl_b``.
 
@@ -104,7 +110,7 @@ def vae_loss(
         raise ValueError(f"beta must be a non-negative number, got {beta!r}")
     if not free_bits >= 0:
         raise ValueError(f"free_bits must be a non-negative number of nats, got {free_bits!r}")
-    recon = reconstruction_nll(logits, x, validate)
+    recon = reconstruction_nll(logits, x, validate, likelihood)
     kl_bd = kl_per_dim(mu, logvar)  # (B, D)
     kl = kl_bd.sum(1)  # (B,)
     if free_bits > 0:

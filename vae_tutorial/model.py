@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .likelihood import check_likelihood, mean_image
+
 IMAGE_SHAPE = (1, 28, 28)
 
 
@@ -127,9 +129,10 @@ class VAE(nn.Module):
 
     conditional = False  # see cvae.ConditionalVAE, whose forward also takes the labels
 
-    def __init__(self, latent_dim: int = 20):
+    def __init__(self, latent_dim: int = 20, likelihood: str = "bernoulli"):
         super().__init__()
         self.latent_dim = check_latent_dim(latent_dim)
+        self.likelihood = check_likelihood(likelihood)  # p(x|z): see likelihood.py
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
 
@@ -141,8 +144,9 @@ class VAE(nn.Module):
         return self.decoder(z), mu, logvar
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Pixel probabilities ``sigmoid(logits)`` for latent codes ``z`` of shape (B, D)."""
-        return torch.sigmoid(self.decoder(z))
+        """The expected image ``E[x|z]`` for latent codes ``z`` of shape (B, D): pixel
+        probabilities ``sigmoid(logits)`` (for a continuous Bernoulli, its mean)."""
+        return mean_image(self.decoder(z), self.likelihood)
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -253,7 +253,9 @@ def run_epoch(
         else:
             logits, mu, logvar = model(x, *labels)  # (B, 1, 28, 28), (B, D), (B, D)
         weight = beta(step) if callable(beta) else beta
-        loss = vae_loss(logits, x, mu, logvar, weight, validate=False, free_bits=free_bits).total
+        loss = vae_loss(
+            logits, x, mu, logvar, weight, False, free_bits, inner.likelihood
+        ).total  # (): summed over the batch
         optimizer.zero_grad(set_to_none=True)
         (loss * context.world_size if context.active else loss).backward()
         optimizer.step()
@@ -346,7 +348,7 @@ def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
             x = x.to(device)
             pixels = pixel_range(x, pixels)  # (2,): min and max so far
             logits, mu, logvar = model(x, *label_args(model, y, device))
-            terms = vae_loss(logits, x, mu, logvar, beta, validate=False)
+            terms = vae_loss(logits, x, mu, logvar, beta, False, likelihood=model.likelihood)
             sums += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
             count += len(x)
     check_pixels(pixels)

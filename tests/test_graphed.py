@@ -27,6 +27,7 @@ from vae_tutorial.cvae import ConditionalVAE
 from vae_tutorial.distributed import SINGLE, Context
 from vae_tutorial.graphed import GraphedEpochs, GraphedStep
 from vae_tutorial.model import VAE
+from vae_tutorial.objectives import ELBO
 from vae_tutorial.training import (
     NonFiniteLossError,
     TrainingInterrupted,
@@ -74,11 +75,13 @@ def train_cpu(runner, conditional=False, epochs=2, lr=1e-3, stop_at=None):
         args = (model, loader, optimizer, beta)
         if stop_at is not None and epoch == 0:
             asked = iter([False] * (stop_at - 1) + [True])
-            done = runner(*args, should_stop=functools.partial(next, asked), free_bits=free_bits)
+            done = runner(
+                *args, should_stop=functools.partial(next, asked), objective=ELBO(free_bits)
+            )
             assert done.stopped and done.step == stop_at
-            done = runner(*args, start=done, free_bits=free_bits)
+            done = runner(*args, start=done, objective=ELBO(free_bits))
         else:
-            done = runner(*args, free_bits=free_bits)
+            done = runner(*args, objective=ELBO(free_bits))
         results.append(done)
     return model, results
 

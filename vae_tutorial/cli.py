@@ -65,6 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"the decoder's p(x|z) ({d.likelihood}); continuous-bernoulli is a density on "
         "grey levels, for use with --grey",
     )
+    train.add_argument(
+        "--iwae-k",
+        type=int,
+        help=f"importance samples per image in the training objective ({d.iwae_k}: the "
+        "ELBO; k > 1: the IWAE bound of Burda et al.)",
+    )
     train.add_argument("--seed", type=int, help=f"random seed ({d.seed})")
     train.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     train.add_argument("--out", type=Path, default=Path("runs/vae"), help="output folder")
@@ -113,6 +119,7 @@ OPTIONS = (  # command-line options that set a TrainConfig field of the same nam
     "seed",
     "dataset",
     "likelihood",
+    "iwae_k",
     "loader",
     "train_size",
 )

@@ -25,10 +25,12 @@ ADDED_LATER = {  # fields left out of key() at their default, so old cache keys 
     "conditional": False,
     "dataset": "mnist",
     "likelihood": "bernoulli",
+    "iwae_k": 1,
 }
 SHOWN_IF_SET = {
     "dataset": "mnist",
     "likelihood": "bernoulli",
+    "iwae_k": 1,
 }  # left out of repr at their default: printed configs hold
 
 
@@ -48,6 +50,8 @@ class TrainConfig:
     ``dataset``: ``"mnist"`` or ``"fashion-mnist"`` (the same sizes; ``data`` module).
     ``likelihood``: the decoder's ``p(x|z)``, ``"bernoulli"`` or ``"continuous-bernoulli"``
     (a density on grey levels; ``likelihood`` module).
+    ``iwae_k``: importance samples per image of the training objective: 1 is the ELBO,
+    ``k > 1`` the IWAE bound (Burda et al., 2016; ``objectives`` module).
     """
 
     epochs: int = 10
@@ -65,6 +69,7 @@ class TrainConfig:
     conditional: bool = False
     dataset: str = "mnist"
     likelihood: str = "bernoulli"
+    iwae_k: int = 1
 
     def __post_init__(self):
         check_latent_dim(self.latent_dim)
@@ -109,6 +114,15 @@ class TrainConfig:
             raise ValueError(f"dataset must be one of {tuple(DATASETS)}, got {self.dataset!r}")
         if self.likelihood not in LIKELIHOODS:
             raise ValueError(f"likelihood must be one of {LIKELIHOODS}, got {self.likelihood!r}")
+        if isinstance(self.iwae_k, bool) or not isinstance(self.iwae_k, int) or self.iwae_k < 1:
+            raise ValueError(
+                f"iwae_k must be an integer >= 1 (1 trains the ELBO), got {self.iwae_k!r}"
+            )
+        if self.iwae_k > 1 and (self.beta != 1 or self.free_bits or self.kl_warmup):
+            raise ValueError(
+                "iwae_k > 1 trains the IWAE bound, which has no KL term to weigh: "
+                "leave beta at 1, free_bits at 0 and kl_warmup at 0"
+            )
 
     def __repr__(self) -> str:
         """The dataclass's repr, less the fields of ``SHOWN_IF_SET`` at their default."""

@@ -7,7 +7,7 @@ and replays them with a single launch. One replay of :class:`GraphedStep` does a
     idx = order[step * B : (step + 1) * B]      gather (B,) indices of this epoch's order
     x ~ Bernoulli(images[idx])                  dynamic binarization (graph-safe CUDA RNG)
     logits, mu, logvar = model(x)               eps ~ N(0, I) drawn inside, as eagerly
-    loss = sum_b recon_b + beta * kl_b          vae_loss(...).total, beta and free bits
+    loss = sum_b recon_b + beta * kl_b          the ELBO objective, beta and free bits
     loss.backward(); Adam step                  fused, capturable Adam, lr a 0-d tensor
     total += loss; first_bad = step if loss is not finite and none was before; step += 1
 
@@ -46,7 +46,7 @@ import torch
 from .cvae import label_args
 from .data import TensorLoader
 from .distributed import SINGLE, Context
-from .loss import vae_loss
+from .objectives import ELBO
 from .training import CHECK_EVERY, EpochProgress, _check_finite, _progress, run_epoch
 
 WARMUP_STEPS = 3  # eager steps before the capture (cuDNN, cuBLAS and Adam set themselves up)
@@ -115,7 +115,7 @@ class GraphedStep:
         model: torch.nn.Module,
         loader: TensorLoader,
         optimizer: torch.optim.Optimizer,
-        free_bits: float = 0.0,
+        objective: ELBO | None = None,
         capture: bool = True,
         warmup: int = WARMUP_STEPS,
     ):
@@ -133,7 +133,9 @@ class GraphedStep:
         if loader.world_size != 1 or loader.num_images < loader.batch_size:
             raise ValueError("a graphed step needs one process and at least one full batch")
         self.model, self.loader, self.optimizer = model, loader, optimizer
-        self.free_bits = free_bits
+        self.objective = objective or ELBO()
+        if not isinstance(self.objective, ELBO):
+            raise ValueError("the CUDA-graph step trains the ELBO; train other objectives eagerly")
         self.device, self.batch_size, self.binarized = device, loader.batch_size, loader.binarized
         self.full_steps = loader.num_images // loader.batch_size  # the last, smaller batch: eager
         self.images, self.labels = loader.images, loader.labels.to(device)  # (N, 1, 28, 28), (N,)
@@ -155,11 +157,8 @@ class GraphedStep:
         if self.binarized:
             x = torch.bernoulli(x)  # as TensorLoader does, before eps is drawn
         y = self.labels.index_select(0, idx) if getattr(self.model, "conditional", False) else None
-        logits, mu, logvar = self.model(x, *label_args(self.model, y, self.device))
-        terms = vae_loss(
-            logits, x, mu, logvar, self.beta, False, self.free_bits, self.model.likelihood
-        )
-        loss = terms.total  # (): recon + beta * kl, summed over the batch
+        labels = label_args(self.model, y, self.device)  # (y,) or ()
+        loss = self.objective(self.model, x, labels, None, self.beta)  # (): batch sum
         loss.backward()
         self.optimizer.step()
         self.total.add_(loss.detach())
@@ -210,13 +209,13 @@ class GraphedStep:
 
         return replay
 
-    def serves(self, model, loader, optimizer, free_bits: float) -> bool:
+    def serves(self, model, loader, optimizer, objective: ELBO) -> bool:
         """True if this graph trains exactly these objects, whose tensors have not moved."""
         return (
             model is self.model
             and loader is self.loader
             and optimizer is self.optimizer
-            and free_bits == self.free_bits
+            and objective == self.objective
             and loader.images is self.images
             and (loader.batch_size, loader.binarized) == (self.batch_size, self.binarized)
             and _addresses(model, optimizer) == self.addresses
@@ -262,7 +261,7 @@ class GraphedStep:
 class GraphedEpochs:
     """:func:`~vae_tutorial.training.run_epoch` with the same arguments and result, its
     full batches trained by :class:`GraphedStep` replays (captured at the first call, and
-    again only if the model, loader, optimizer, ``free_bits`` or their tensors changed);
+    again only if the model, loader, optimizer, the objective or their tensors changed);
     the last, smaller batch by ``run_epoch`` itself.
 
     It needs a :class:`~vae_tutorial.data.TensorLoader` and one process (``ValueError``
@@ -285,18 +284,19 @@ class GraphedEpochs:
         start: EpochProgress | None = None,
         should_stop: Callable[[], bool] | None = None,
         context: Context = SINGLE,
-        free_bits: float = 0.0,
+        objective: ELBO | None = None,
     ) -> EpochProgress:
         if context.active or not isinstance(loader, TensorLoader) or loader.world_size != 1:
             raise ValueError("the CUDA-graph step needs a TensorLoader in one process")
-        eager = (beta, progress, desc, start, should_stop, context, free_bits)
+        objective = objective or ELBO()
+        eager = (beta, progress, desc, start, should_stop, context, objective)
         if loader.num_images < loader.batch_size:
             return run_epoch(model, loader, optimizer, *eager)
-        if self.graphed is None or not self.graphed.serves(model, loader, optimizer, free_bits):
+        if self.graphed is None or not self.graphed.serves(model, loader, optimizer, objective):
             self.graphed = None  # the old graph's memory goes before the new one is captured
-            self.graphed = GraphedStep(model, loader, optimizer, free_bits, self.capture)
+            self.graphed = GraphedStep(model, loader, optimizer, objective, self.capture)
         done = self.graphed.run_epoch(beta, progress, desc, start, should_stop)
         if done.stopped or done.step >= len(loader):
             return done
-        tail = (beta, False, desc, done, should_stop, context, free_bits)
+        tail = (beta, False, desc, done, should_stop, context, objective)
         return run_epoch(model, loader, optimizer, *tail)  # the last, smaller batch

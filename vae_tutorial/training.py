@@ -46,6 +46,7 @@ from .distributed import SINGLE, Context, all_max, setup, teardown
 from .evaluation import seeded
 from .loss import vae_loss
 from .model import VAE, check_pixels, pixel_range
+from .objectives import ELBO, IWAE, make_objective
 from .paths import cache_root
 
 EVAL_SEED = 1234  # evaluation draws its own z with this seed, leaving training's RNG alone
@@ -221,13 +222,14 @@ def run_epoch(
     start: EpochProgress | None = None,
     should_stop=None,
     context: Context = SINGLE,
-    free_bits: float = 0.0,
+    objective: ELBO | IWAE | None = None,
 ) -> EpochProgress:
     """Train over one pass of ``loader`` (from ``start.step`` on, if given).
 
-    ``beta`` weighs the KL term; a function of the step gives a schedule (KL warm-up).
-    ``free_bits`` is passed to :func:`~vae_tutorial.loss.vae_loss`. A conditional model
-    (``model.conditional``) is given the labels too: ``model(x, y)``.
+    Each step minimizes ``objective(model, x, labels, eps, beta)`` (``objectives`` module;
+    the default is the ELBO). ``beta`` weighs the KL term; a function of the step gives a
+    schedule (KL warm-up). A conditional model (``model.conditional``) is given the labels
+    too: ``model(x, y)``.
 
     Stops early, between two steps, when ``should_stop()`` becomes true. The loss stays
     on the device; every ``CHECK_EVERY`` steps one read checks that it is still finite and
@@ -235,6 +237,7 @@ def run_epoch(
     (``context.active``) the ranks agree on both decisions, draw the noise ``eps`` for the
     whole global batch and keep their rows, and scale their loss by the number of ranks.
     """
+    objective = objective or ELBO()
     model.train()
     device = next(model.parameters()).device
     inner = getattr(model, "module", model)  # the model itself, also inside DDP
@@ -247,15 +250,12 @@ def run_epoch(
     for x, y in batches:
         x = x.to(device, non_blocking=True)
         labels = label_args(inner, y, device)  # (y,) for a conditional model, else ()
+        eps = None  # drawn by the model, unless distributed:
         if context.active:  # the same eps as one process would draw for the global batch
             eps = torch.randn(loader.global_batch_size(step), latent_dim, device=device)
-            logits, mu, logvar = model(x, *labels, eps[context.rank :: context.world_size])
-        else:
-            logits, mu, logvar = model(x, *labels)  # (B, 1, 28, 28), (B, D), (B, D)
+            eps = eps[context.rank :: context.world_size]  # (B, D): this rank's rows
         weight = beta(step) if callable(beta) else beta
-        loss = vae_loss(
-            logits, x, mu, logvar, weight, False, free_bits, inner.likelihood
-        ).total  # (): summed over the batch
+        loss = objective(model, x, labels, eps, weight)  # (): summed over the batch
         optimizer.zero_grad(set_to_none=True)
         (loss * context.world_size if context.active else loss).backward()
         optimizer.step()
@@ -292,8 +292,9 @@ def use_cuda_graph(
     """Whether :func:`fit` trains with the CUDA-graph step (:mod:`~vae_tutorial.graphed`).
 
     ``graphed=None`` (auto) and ``True`` mean yes on a CUDA device, with the tensor loader,
-    in one process; with ``loader="torchvision"`` or under ``torchrun`` training is eager
-    (a graph needs the data on the device and has no collective operations). ``False``
+    in one process, for the ELBO; with ``loader="torchvision"``, under ``torchrun`` or with
+    the IWAE objective (``iwae_k > 1``) training is eager (a graph needs the data on the
+    device and has no collective operations; the IWAE step is not captured). ``False``
     means eager. ``True`` on a device other than CUDA raises ``ValueError``."""
     if graphed and device.type != "cuda":
         raise ValueError(
@@ -305,6 +306,7 @@ def use_cuda_graph(
         and device.type == "cuda"
         and config.loader == "tensor"
         and not context.active
+        and config.iwae_k == 1
     )
 
 
@@ -466,6 +468,9 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
     optimizer = make_optimizer(model, config.lr, capturable=graph)
     train_loader, test_loader = make_loaders(config, device, root, context)
     run = epoch_runner(graph)  # run_epoch, or the same epoch as CUDA-graph replays
+    objective = make_objective(config.free_bits, config.iwae_k)  # what each step minimizes
+    if context.active and isinstance(objective, IWAE):
+        raise ValueError("iwae_k > 1 trains in one process; run it without torchrun")
     history, first_epoch, partial = new_history(), 0, None
     if resume and checkpoint is not None and Path(checkpoint).exists():
         history, first_epoch, partial = _resume(checkpoint, config, model, optimizer, device)
@@ -496,7 +501,7 @@ def _fit(config, device, context, checkpoint, resume, progress, verbose, root, o
                     start,
                     stop,
                     context,
-                    config.free_bits,
+                    objective,
                 )
             except NonFiniteLossError as err:
                 note = f"; {checkpoint} still holds the last good state" if checkpoint else ""

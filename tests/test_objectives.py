@@ -1,0 +1,88 @@
+"""The training objectives: the ELBO is vae_loss, the IWAE bound is the evaluation's bound
+with gradients, tighter than the ELBO, and both train through fit and the CLI."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import vae_tutorial as vt
+from vae_tutorial.evaluation import log_weights
+from vae_tutorial.objectives import ELBO, IWAE, make_objective
+from vae_tutorial.training import use_cuda_graph
+
+
+def batch(n=16):
+    torch.manual_seed(0)
+    return vt.VAE(latent_dim=4), torch.bernoulli(torch.rand(n, 1, 28, 28) * 0.3)
+
+
+def test_the_elbo_objective_is_vae_loss():
+    model, x = batch()
+    torch.manual_seed(1)
+    loss = ELBO(free_bits=0.2)(model, x, (), None, 0.5)
+    torch.manual_seed(1)
+    logits, mu, logvar = model(x)
+    assert torch.equal(loss, vt.vae_loss(logits, x, mu, logvar, 0.5, free_bits=0.2).total)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_the_iwae_objective_is_the_evaluations_bound_with_gradients(k):
+    model, x = batch()
+    torch.manual_seed(2)
+    loss = IWAE(k)(model, x)
+    torch.manual_seed(2)  # the same noise: (k, B, D) standard normals
+    bound = torch.logsumexp(log_weights(model, x, k), dim=1) - math.log(k)  # (B,)
+    # float32 sums of 784 terms per image, in another order: rounding only
+    assert loss.item() == pytest.approx(-bound.sum().item(), rel=1e-5)
+    loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_more_samples_give_a_tighter_bound():
+    model, x = batch(64)
+    with torch.no_grad():  # a q far wider than the prior: log w varies by many nats
+        model.encoder.fc_logvar.bias.fill_(2.0)
+    torch.manual_seed(3)
+    l1 = -IWAE(1)(model, x).item() / 64
+    l10 = -IWAE(10)(model, x).item() / 64
+    # L_10 - L_1 is 11 to 15 nats per image here (4 seeds), against Monte Carlo noise of
+    # the mean over 64 images of about a nat
+    assert l10 > l1 + 5
+
+
+def test_bad_settings_are_one_clear_error():
+    with pytest.raises(ValueError, match="integer >= 1"):
+        IWAE(0)
+    with pytest.raises(ValueError, match="iwae_k must be an integer >= 1"):
+        vt.TrainConfig(iwae_k=0)
+    with pytest.raises(ValueError, match="no KL term to weigh"):
+        vt.TrainConfig(iwae_k=5, beta=4.0)
+    with pytest.raises(ValueError, match="the IWAE bound has none"):
+        make_objective(free_bits=0.5, iwae_k=5)
+    assert make_objective(0.5, 1) == ELBO(0.5) and make_objective(0.0, 5) == IWAE(5)
+    assert "iwae_k" not in repr(vt.TrainConfig()) and vt.TrainConfig(epochs=10).key() == (
+        "109644431f71"
+    )
+
+
+def test_iwae_training_is_eager_and_runs_through_fit(mnist_root):
+    config = vt.TrainConfig(epochs=1, train_size=512, iwae_k=3, latent_dim=4)
+    assert not use_cuda_graph(None, torch.device("cuda"), config)
+    model, history = vt.fit(config, "cpu", progress=False, verbose=False)
+    assert len(history["train_loss"]) == 1 and math.isfinite(history["train_loss"][0])
+
+
+def test_the_cli_trains_with_iwae_k(tmp_path, mnist_root):
+    out = tmp_path / "iwae"
+    args = ["train", "--iwae-k", "2", "--epochs", "1", "--train-size", "512", "--device", "cpu"]
+    result = subprocess.run(
+        [sys.executable, "-m", "vae_tutorial", *args, "--out", str(out), "--no-progress"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert vt.load_checkpoint(out / "checkpoint.pt", "cpu").config.iwae_k == 2

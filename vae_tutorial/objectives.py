@@ -1,0 +1,83 @@
+"""What a training step minimizes, one object per objective: the loop in ``training`` only
+runs steps, and calls ``objective(model, x, labels, eps, beta)`` for the batch's loss.
+
+- :class:`ELBO`: the negative ELBO, ``sum_b recon_b + beta * kl_b`` (Kingma & Welling, 2013),
+  with the KL weight ``beta`` (a beta-VAE, or a warm-up) and optional free bits
+  (``loss.vae_loss``).
+- :class:`IWAE`: the negative importance-weighted bound with ``k`` samples per image
+  (Burda et al., 2016), ``-sum_b L_k(x_b)``, where
+  ``L_k(x) = log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x)``, ``z_i ~ q(z|x)``.
+  ``L_1`` is the ELBO (with a sampled KL); ``L_k`` grows with ``k`` towards ``log p(x)``.
+
+Each returns a 0-d tensor, summed over the batch, from the model's logits; neither reads
+anything back to the host, so both run inside a CUDA graph.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .likelihood import nll
+from .loss import vae_loss
+from .model import reparameterize
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass(frozen=True)
+class ELBO:
+    """``-ELBO`` summed over the batch, with ``beta`` and ``free_bits`` as in ``vae_loss``."""
+
+    free_bits: float = 0.0
+
+    def __call__(self, model, x, labels=(), eps=None, beta=1.0) -> torch.Tensor:
+        logits, mu, logvar = model(x, *labels, eps)  # (B, 1, 28, 28), (B, D), (B, D)
+        inner = getattr(model, "module", model)  # the model itself, also inside DDP
+        return vae_loss(logits, x, mu, logvar, beta, False, self.free_bits, inner.likelihood).total
+
+
+@dataclass(frozen=True)
+class IWAE:
+    """``-sum_b L_k(x_b)``: the importance-weighted bound with ``k`` samples per image.
+
+    ``k`` reparameterized samples per image go through the decoder as one batch of
+    ``k * B`` codes: memory grows with ``k * B``, like a batch ``k`` times larger. ``beta``
+    must be 1 (the bound has no KL term to weigh); ``eps`` is not supported (one process).
+    """
+
+    k: int = 5
+
+    def __post_init__(self):
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(
+                f"k (importance samples per image) must be an integer >= 1, got {self.k!r}"
+            )
+
+    def __call__(self, model, x, labels=(), eps=None, beta=1.0) -> torch.Tensor:
+        if eps is not None:
+            raise ValueError("the IWAE objective draws its own noise: train it in one process")
+        inner = getattr(model, "module", model)
+        mu, logvar = inner.encoder(x, *labels)  # (B, D) each
+        b, d = mu.shape
+        z = reparameterize(mu.expand(self.k, b, d), logvar.expand(self.k, b, d))  # (k, B, D)
+        repeated = tuple(t.repeat(self.k) for t in labels)  # (k * B,)
+        logits = inner.decoder(z.reshape(self.k * b, d), *repeated)  # (k * B, 1, 28, 28)
+        targets = x.repeat(self.k, 1, 1, 1)  # (k * B, 1, 28, 28), sample-major like z
+        log_px_z = -nll(logits, targets, inner.likelihood).view(self.k, b)  # (k, B)
+        log_pz = -0.5 * (LOG_2PI + z.pow(2)).sum(-1)  # (k, B)
+        log_qz = -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)  # (k, B)
+        log_w = log_px_z + log_pz - log_qz  # (k, B)
+        bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,): L_k per image
+        return -bound.sum()
+
+
+def make_objective(free_bits: float = 0.0, iwae_k: int = 1) -> ELBO | IWAE:
+    """:class:`IWAE` when ``iwae_k > 1``, else :class:`ELBO` (with ``free_bits``)."""
+    if iwae_k > 1:
+        if free_bits:
+            raise ValueError("free bits weigh the ELBO's KL term; the IWAE bound has none")
+        return IWAE(iwae_k)
+    return ELBO(free_bits)

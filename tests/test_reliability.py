@@ -10,6 +10,7 @@ import time
 import pytest
 import torch
 
+import vae_tutorial.objectives as objectives
 import vae_tutorial.training as training
 from vae_tutorial import CheckpointError, TrainConfig, fit, load_checkpoint, save_checkpoint
 from vae_tutorial.checkpoint import FORMAT_VERSION
@@ -88,7 +89,7 @@ def test_a_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(
     config = TrainConfig(epochs=3, train_size=2560, seed=1)  # 20 steps per epoch
     path = tmp_path / "checkpoint.pt"
     calls = {"n": 0}
-    real_loss = training.vae_loss
+    real_loss = objectives.vae_loss  # what the ELBO objective of each step calls
 
     def loss_that_breaks(*args, **kwargs):
         terms = real_loss(*args, **kwargs)
@@ -99,7 +100,7 @@ def test_a_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(
             return terms._replace(total=terms.total * float("nan"))
         return terms
 
-    monkeypatch.setattr(training, "vae_loss", loss_that_breaks)
+    monkeypatch.setattr(objectives, "vae_loss", loss_that_breaks)
     with pytest.raises(
         NonFiniteLossError, match=r"epoch 2, step 7.*lower the learning rate"
     ) as info:

@@ -1,4 +1,7 @@
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -239,3 +242,23 @@ def test_a_damaged_uncompressed_file_is_named_and_never_read(fashion_offline, ke
     assert message.startswith("FashionMNIST is not in") and "\n" not in message
     assert "t10k-images-idx3-ubyte failed the MD5 check" in message
     assert not extracted.exists() and extracted.with_name(extracted.name + ".damaged").exists()
+
+
+def test_processes_that_extract_at_once_take_turns(tmp_path):
+    # CI's two test processes both extracted MNIST from its archives at the same moment
+    # and one read a half-written file ("invalid literal for int() with base 16: b''").
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "MNIST"
+    if not shared.is_dir():
+        pytest.skip("no local copy of the MNIST archives")
+    shutil.copytree(shared, tmp_path / "MNIST")
+    script = (
+        "import sys; from vae_tutorial import download_mnist, mnist_tensors;"
+        "download_mnist(sys.argv[1]); print(tuple(mnist_tensors(root=sys.argv[1])[0].shape))"
+    )
+    runs = [
+        subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    outs = [run.communicate(timeout=300)[0].decode().strip() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0, 0]
+    assert outs == ["(60000, 1, 28, 28)"] * 3

@@ -9,7 +9,6 @@ old one, so a crash mid-write never leaves a half-written checkpoint behind.
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import torch
 
 from .config import TrainConfig
 from .cvae import ConditionalVAE, build_model
+from .locks import exclusive  # noqa: F401  (re-exported: checkpoint.exclusive)
 from .model import VAE
 
 FORMAT_VERSION = 1
@@ -176,41 +176,3 @@ def restore_rng(rng_state: dict) -> None:
     torch.set_rng_state(rng_state["torch"].cpu())
     if "cuda" in rng_state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in rng_state["cuda"]])
-
-
-_HELD: dict[str, list] = {}  # lock file -> [open file, depth]: this process's held locks
-
-
-@contextmanager
-def exclusive(path: str | Path):
-    """Hold an exclusive lock on ``path`` (a ``<path>.lock`` file beside it) for a block.
-
-    Two processes that train into the same checkpoint (two notebooks open at once, or two
-    test processes that need the same cached model) then take turns: the second waits and
-    finds the first one's finished checkpoint. Re-entrant within a process. Where the
-    operating system has no ``fcntl`` (Windows) it does nothing."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows
-        yield
-        return
-    key = str(Path(str(path) + ".lock").resolve())
-    if key in _HELD:
-        _HELD[key][1] += 1
-        try:
-            yield
-        finally:
-            _HELD[key][1] -= 1
-        return
-    Path(key).parent.mkdir(parents=True, exist_ok=True)
-    handle = open(key, "a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # waits while another process holds it
-        _HELD[key] = [handle, 1]
-        try:
-            yield
-        finally:
-            del _HELD[key]
-            fcntl.flock(handle, fcntl.LOCK_UN)
-    finally:
-        handle.close()

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity
 
+from .locks import exclusive
 from .model import check_pixels
 from .paths import DATA_ENV, data_root
 
@@ -98,6 +99,14 @@ def download_mnist(root: str | Path | None = None, dataset: str = "mnist") -> Pa
             f"cannot create the data folder {raw}: {err.strerror}. "
             f"Set {DATA_ENV} to a folder you can write to."
         ) from None
+    # one process at a time checks, downloads and extracts (another would read a half-
+    # written file): the second waits, then finds the files whole
+    with exclusive(raw / "download"):
+        _fetch(root, raw, dataset)
+    return root
+
+
+def _fetch(root: Path, raw: Path, dataset: str) -> None:
     damaged = _set_aside_damaged_files(raw, dataset)
     chatter = io.StringIO()
     try:
@@ -112,7 +121,6 @@ def download_mnist(root: str | Path | None = None, dataset: str = "mnist") -> Pa
                 f"and a fresh copy could not be downloaded: {reason}"
             )
         raise _unavailable(raw, reason) from None
-    return root
 
 
 def _set_aside_damaged_files(raw: Path, dataset: str) -> list[str]:

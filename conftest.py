@@ -14,7 +14,12 @@ os.environ.setdefault("VAE_TUTORIAL_PROGRESS", "off")
 # Chapters that load a model another chapter trains (through the cache, under a lock). They
 # run last, so that under pytest-xdist the other process has trained that model by then
 # instead of one process waiting for the other.
-LOADS_ANOTHER_CHAPTERS_MODEL = ("01_big_picture", "08_latent_space", "09_evaluation", "12_latent_explorer")
+LOADS_ANOTHER_CHAPTERS_MODEL = (
+    "01_big_picture",
+    "08_latent_space",
+    "09_evaluation",
+    "12_latent_explorer",
+)
 
 
 def pytest_collection_modifyitems(config, items):

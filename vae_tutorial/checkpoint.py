@@ -16,7 +16,6 @@ import torch
 
 from .config import TrainConfig
 from .cvae import ConditionalVAE, build_model
-from .locks import exclusive  # noqa: F401  (re-exported: checkpoint.exclusive)
 from .model import VAE
 
 FORMAT_VERSION = 1

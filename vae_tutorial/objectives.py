@@ -20,11 +20,10 @@ from dataclasses import dataclass
 
 import torch
 
+from .evaluation import _log_normal
 from .likelihood import nll
 from .loss import vae_loss
 from .model import reparameterize
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 @dataclass(frozen=True)
@@ -67,8 +66,8 @@ class IWAE:
         logits = inner.decoder(z.reshape(self.k * b, d), *repeated)  # (k * B, 1, 28, 28)
         targets = x.repeat(self.k, 1, 1, 1)  # (k * B, 1, 28, 28), sample-major like z
         log_px_z = -nll(logits, targets, inner.likelihood).view(self.k, b)  # (k, B)
-        log_pz = -0.5 * (LOG_2PI + z.pow(2)).sum(-1)  # (k, B)
-        log_qz = -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)  # (k, B)
+        log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (k, B)
+        log_qz = _log_normal(z, mu, logvar)  # (k, B): the evaluation's density
         log_w = log_px_z + log_pz - log_qz  # (k, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,): L_k per image
         return -bound.sum()

@@ -26,7 +26,6 @@ import torch
 
 from .checkpoint import (
     CheckpointError,
-    exclusive,
     load_checkpoint,
     load_optimizer_state,
     restore_rng,
@@ -44,6 +43,7 @@ from .data import (
 )
 from .distributed import SINGLE, Context, all_max, setup, teardown
 from .evaluation import seeded
+from .locks import exclusive
 from .loss import vae_loss
 from .model import VAE, check_pixels, pixel_range
 from .objectives import ELBO, IWAE, make_objective

@@ -1,3 +1,4 @@
+import re
 import subprocess
 import sys
 
@@ -31,6 +32,8 @@ def test_train_then_evaluate(tmp_path, mnist_root):
     result = run("evaluate", str(out / "checkpoint.pt"), "--device", "cpu")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("test -ELBO ") and "after 2 epoch(s)" in result.stdout
+    active = re.search(r"active units: (\d+) of 20 ", result.stdout)
+    assert active and 0 <= int(active.group(1)) <= 20, result.stdout
     result = run(
         "evaluate", str(out / "checkpoint.pt"), "--device", "cpu", "--k", "20", "--limit", "100"
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import LOADERS, LR_SCHEDULES, PRESETS, TrainConfig
 from .data import DATASETS, TITLES, MNISTUnavailableError, TensorLoader
-from .evaluation import nll_estimate
+from .evaluation import active_units, kl_per_unit, nll_estimate
 from .likelihood import LIKELIHOODS
 from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
 
@@ -210,6 +210,11 @@ def run_evaluate(args: argparse.Namespace) -> None:
         f"test -ELBO {result['neg_elbo']:.2f} nats per image "
         f"(recon {result['recon']:.2f} + KL {result['kl']:.2f}) on {data.num_images} {kind}, "
         f"after {state.epoch} epoch(s)"
+    )
+    kl = kl_per_unit(state.model, data)
+    print(
+        f"active units: {active_units(kl)} of {len(kl)} "
+        f"(latent coordinates whose mean KL is above 0.01 nats)"
     )
     if args.k is not None:
         small = TensorLoader(data.images, data.labels, max(1, 20_000 // args.k), False)

@@ -2,7 +2,7 @@
 
 Each module holds one concept, in the order the chapters build them: ``data``,
 ``model``, ``loss``, ``training`` (with ``config`` and ``checkpoint``) and ``plotting``;
-then ``evaluation`` (the IWAE bound, active units), ``cvae`` (the conditional VAE),
+then ``evaluation`` (the IWAE bound, active units), ``quadrature`` (exact log p(x) in 2-D), ``cvae`` (the conditional VAE),
 ``widgets`` and ``explorer`` (latent explorers with and without a kernel), ``blog``,
 ``distributed`` and ``bench``.
 """

@@ -46,10 +46,10 @@ if [ "$RUNS" = long ]; then
   ( timed "$OUT/long.log" python3 -m vae_tutorial train --preset long --out /tmp/long \
       --no-progress
     timed "$OUT/long.log" python3 -m vae_tutorial evaluate /tmp/long/checkpoint.pt --k 5000 ) &
-else
+elif [ "$RUNS" = compare ]; then
   ( fast_run elbo-k1 --no-graph; fast_run grey-blog --grey ) &
   ( fast_run iwae-k5 --iwae-k 5; fast_run grey-cb --grey --likelihood continuous-bernoulli ) &
-fi
+fi  # RUNS=none: the chapters and unit tests only
 
 OMP_NUM_THREADS=2 python3 -m pytest tests/test_graphed.py tests/test_training.py \
   tests/test_evaluation.py tests/test_cvae.py tests/test_model.py tests/test_loss.py \

@@ -18,7 +18,10 @@ LOADS_ANOTHER_CHAPTERS_MODEL = (
     "01_big_picture",
     "08_latent_space",
     "09_evaluation",
+    "10_beta_vae",
     "12_latent_explorer",
+    "13_ground_truth",
+    "14_grey_levels",
 )
 
 

@@ -70,7 +70,7 @@ def test_the_iwae_bound_converges_to_the_quadrature():
     assert abs(on_grid - elbo.mean().item()) < 4 * elbo.std().item() / math.sqrt(2000)
 
 
-def test_the_error_bound_covers_a_finer_grid():
+def test_the_error_estimate_covers_a_finer_grid():
     model, x = _model(3.0), _digit()
     coarse, fine = log_px_quadrature(model, x), log_px_quadrature(model, x, n=128, coarse=80)
     assert abs(coarse.log_px - fine.log_px) <= coarse.error + fine.error

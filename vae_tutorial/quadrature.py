@@ -10,10 +10,11 @@ and the midpoint rule on a grid of ``n x n`` cells of sides ``h_1, h_2`` approxi
 
 Two grids do it: a coarse one over the box ``[-limit, limit]²`` (where the prior puts all
 but ``1 - (1 - erfc(limit/√2))²`` of its mass, 1.1e-6 at ``limit = 5``) finds where the
-integrand lives; a fine one over that region computes it. The reported error adds the
-two parts that this can miss: the discretization, estimated as the change when the fine
-grid's cells are made twice as large, and the coarse grid's mass outside the fine box.
-What lies outside ``[-limit, limit]²`` is not seen; neither are samples from ``q(z|x)``.
+integrand lives; a fine one over that region computes it. The reported error estimates
+the two parts that this can miss: the discretization, as the change when the fine grid's
+cells are made twice as large, and the coarse grid's mass outside the fine box. It is an
+estimate, not a guarantee (a feature narrower than a coarse cell can go unseen), and mass
+outside ``[-limit, limit]²`` is assumed negligible: the prior's tail does not bound it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from .model import VAE, check_images
 
 @dataclass
 class Quadrature:
-    """``log p(x)`` of one image with its error bound, and ``log p(z|x)`` on the grid."""
+    """``log p(x)`` of one image with an estimate of its error, and ``log p(z|x)`` on the grid."""
 
     log_px: float  # nats
     error: float  # nats: |log Q_h - log Q_2h| + log(1 + outside / inside)

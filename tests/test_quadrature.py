@@ -92,3 +92,17 @@ def test_bad_input_is_refused_with_a_reason(model, x, n, message):
 def test_the_prior_box_holds_all_but_a_millionth():
     # the module's docstring: 1 - (1 - erfc(5 / sqrt 2))^2 = 1.1e-6
     assert f"{1 - (1 - math.erfc(5 / math.sqrt(2))) ** 2:.1e}" == "1.1e-06"
+
+
+def test_full_float32_turns_tf32_off_and_restores_it():
+    from vae_tutorial.quadrature import full_float32
+
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        with full_float32():
+            assert not torch.backends.cudnn.allow_tf32
+            assert not torch.backends.cuda.matmul.allow_tf32
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -51,12 +51,13 @@ elif [ "$RUNS" = compare ]; then
   ( fast_run iwae-k5 --iwae-k 5; fast_run grey-cb --grey --likelihood continuous-bernoulli ) &
 fi  # RUNS=none: the chapters and unit tests only
 
-OMP_NUM_THREADS=2 python3 -m pytest tests/test_graphed.py tests/test_training.py \
+[ "${UNIT:-1}" = 0 ] || OMP_NUM_THREADS=2 python3 -m pytest tests/test_graphed.py tests/test_training.py \
   tests/test_evaluation.py tests/test_cvae.py tests/test_model.py tests/test_loss.py \
   tests/test_objectives.py tests/test_likelihood_model.py \
   -q -p no:cacheprovider --tb=short -rs > "$OUT/unit.log" 2>&1 &
 
-# NOTEBOOKS and TRAIN_EXTRA (e.g. "--epochs 1 --train-size 500") shorten a trial run on a CPU
+# NOTEBOOKS (some chapters), UNIT=0 (no unit tests) and TRAIN_EXTRA (e.g. "--epochs 1
+# --train-size 500") shorten a run
 OMP_NUM_THREADS=3 python3 -m pytest ${NOTEBOOKS:-notebooks} --nbval --nbval-current-env \
   --nbval-sanitize-with tests/sanitize.cfg -n 3 --dist loadfile -p no:cacheprovider -q \
   --tb=short --durations=15 > "$OUT/nbval.log" 2>&1

@@ -19,8 +19,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
-from .evaluation import _log_normal
+from .evaluation import CHUNK_ELEMENTS, _log_normal
 from .likelihood import nll
 from .loss import vae_loss
 from .model import reparameterize
@@ -42,18 +43,27 @@ class ELBO:
 class IWAE:
     """``-sum_b L_k(x_b)``: the importance-weighted bound with ``k`` samples per image.
 
-    ``k`` reparameterized samples per image go through the decoder as one batch of
-    ``k * B`` codes: memory grows with ``k * B``, like a batch ``k`` times larger. ``beta``
-    must be 1 (the bound has no KL term to weigh); ``eps`` is not supported (one process).
+    The ``k * B`` codes go through the decoder ``chunk`` samples of each image at a time
+    (by default as many as keep about 2**25 decoder outputs at once, as the evaluation
+    does), so memory stays bounded for any ``k``: with more than one chunk, each chunk's
+    decoder activations are recomputed in the backward pass (``torch.utils.checkpoint``)
+    instead of kept. The noise is drawn for all ``k`` samples at once, so the loss and its
+    gradients do not depend on ``chunk``. ``beta`` must be 1 (the bound has no KL term to
+    weigh); ``eps`` is not supported (one process).
     """
 
     k: int = 5
+    chunk: int | None = None
 
     def __post_init__(self):
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 1:
             raise ValueError(
                 f"k (importance samples per image) must be an integer >= 1, got {self.k!r}"
             )
+        if self.chunk is not None and (
+            isinstance(self.chunk, bool) or not isinstance(self.chunk, int) or self.chunk < 1
+        ):
+            raise ValueError(f"chunk must be an integer >= 1 or None, got {self.chunk!r}")
 
     def __call__(self, model, x, labels=(), eps=None, beta=1.0) -> torch.Tensor:
         if eps is not None:
@@ -62,15 +72,32 @@ class IWAE:
         mu, logvar = inner.encoder(x, *labels)  # (B, D) each
         b, d = mu.shape
         z = reparameterize(mu.expand(self.k, b, d), logvar.expand(self.k, b, d))  # (k, B, D)
-        repeated = tuple(t.repeat(self.k) for t in labels)  # (k * B,)
-        logits = inner.decoder(z.reshape(self.k * b, d), *repeated)  # (k * B, 1, 28, 28)
-        targets = x.repeat(self.k, 1, 1, 1)  # (k * B, 1, 28, 28), sample-major like z
-        log_px_z = -nll(logits, targets, inner.likelihood).view(self.k, b)  # (k, B)
-        log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (k, B)
-        log_qz = _log_normal(z, mu, logvar)  # (k, B): the evaluation's density
-        log_w = log_px_z + log_pz - log_qz  # (k, B)
+        chunk = self.chunk or max(1, CHUNK_ELEMENTS // (b * x[0].numel()))
+        if chunk >= self.k:
+            log_w = _log_weights(inner, x, labels, z, mu, logvar)  # (k, B)
+        else:  # bounded memory: recompute each chunk's decoder in the backward pass
+            log_w = torch.cat(
+                [
+                    checkpoint(
+                        _log_weights, inner, x, labels, part, mu, logvar, use_reentrant=False
+                    )
+                    for part in z.split(chunk)  # (n, B, D) each
+                ]
+            )  # (k, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,): L_k per image
         return -bound.sum()
+
+
+def _log_weights(model, x, labels, z, mu, logvar) -> torch.Tensor:
+    """``log w = log p(x|z) + log p(z) - log q(z|x)`` for codes ``z`` (n, B, D), ``(n, B)``."""
+    n, b, d = z.shape
+    repeated = tuple(t.repeat(n) for t in labels)  # (n * B,): the labels of each copy
+    logits = model.decoder(z.reshape(n * b, d), *repeated)  # (n * B, 1, 28, 28)
+    targets = x.repeat(n, 1, 1, 1)  # (n * B, 1, 28, 28), sample-major like z
+    log_px_z = -nll(logits, targets, model.likelihood).view(n, b)  # (n, B)
+    log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, B)
+    log_qz = _log_normal(z, mu, logvar)  # (n, B): the evaluation's density
+    return log_px_z + log_pz - log_qz
 
 
 def make_objective(free_bits: float = 0.0, iwae_k: int = 1) -> ELBO | IWAE:

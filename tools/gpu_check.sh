@@ -6,8 +6,10 @@
 #   - the unit tests that exercise the device (training, evaluation, the CUDA-graph step).
 # `python -m vae_tutorial.bench --device cuda --compile` is the speed measurement; run it
 # alone, since it times the GPU. Logs go to $OUT (or gpu-logs/). Where jupyter, nbval and
-# pytest-xdist are missing, put their wheels in .whl/ first; MNIST is read from
-# $VAE_TUTORIAL_DATA (default: data/).
+# pytest-xdist are missing, put their wheels in .whl/ first; MNIST and Fashion-MNIST are
+# read from $VAE_TUTORIAL_DATA (default: data/). To bring them within the 64 MiB a call may
+# carry, xz the eight uncompressed files (35 MB) into an ignored folder, carry it, and unpack
+# it into data/<name>/raw/ there before this script (lzma in Python does it).
 set -u
 OUT=${OUT:-gpu-logs}
 mkdir -p "$OUT"

@@ -67,16 +67,22 @@ def log_weights(
     for start in range(0, k, chunk):
         n = min(chunk, k - start)
         z = mu + torch.exp(0.5 * logvar) * torch.randn(n, b, d, device=mu.device)  # (n, B, D)
-        repeated = tuple(t.repeat(n) for t in labels)  # (n * B,): the labels of each copy
-        logits = model.decoder(z.reshape(n * b, d), *repeated)
-        logits = logits.view(n, b, *x.shape[1:])  # (n, B, 1, 28, 28)
-        targets = x.unsqueeze(0).expand_as(logits)
-        log_px_z = -likelihood_nll(  # (n, B)
-            logits.flatten(0, 1), targets.flatten(0, 1), model.likelihood
-        ).view(n, b)
-        log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))
-        pieces.append(log_px_z + log_pz - _log_normal(z, mu, logvar))  # (n, B)
+        pieces.append(log_weights_at(model, x, labels, z, mu, logvar))  # (n, B)
     return torch.cat(pieces).T  # (B, k)
+
+
+def log_weights_at(model: VAE, x, labels: tuple, z, mu, logvar) -> torch.Tensor:
+    """``log w = log p(x|z) + log p(z) - log q(z|x)`` at given codes ``z`` (n, B, D) for the
+    images ``x`` (B, 1, 28, 28) with ``q = N(mu, exp(logvar))``, shape ``(n, B)``. ``labels``
+    is ``()``, or ``(y,)`` for a conditional model. Differentiable: the IWAE objective
+    trains on it."""
+    n, b, d = z.shape
+    repeated = tuple(t.repeat(n) for t in labels)  # (n * B,): the labels of each copy
+    logits = model.decoder(z.reshape(n * b, d), *repeated)  # (n * B, 1, 28, 28)
+    targets = x.repeat(n, 1, 1, 1)  # (n * B, 1, 28, 28), sample-major like z
+    log_px_z = -likelihood_nll(logits, targets, model.likelihood).view(n, b)  # (n, B)
+    log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, B)
+    return log_px_z + log_pz - _log_normal(z, mu, logvar)
 
 
 def iwae_bound(

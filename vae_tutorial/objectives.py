@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from .evaluation import CHUNK_ELEMENTS, _log_normal
-from .likelihood import nll
+from .evaluation import CHUNK_ELEMENTS, log_weights_at
 from .loss import vae_loss
 from .model import reparameterize
 
@@ -74,30 +73,18 @@ class IWAE:
         z = reparameterize(mu.expand(self.k, b, d), logvar.expand(self.k, b, d))  # (k, B, D)
         chunk = self.chunk or max(1, CHUNK_ELEMENTS // (b * x[0].numel()))
         if chunk >= self.k:
-            log_w = _log_weights(inner, x, labels, z, mu, logvar)  # (k, B)
+            log_w = log_weights_at(inner, x, labels, z, mu, logvar)  # (k, B)
         else:  # bounded memory: recompute each chunk's decoder in the backward pass
             log_w = torch.cat(
                 [
                     checkpoint(
-                        _log_weights, inner, x, labels, part, mu, logvar, use_reentrant=False
+                        log_weights_at, inner, x, labels, part, mu, logvar, use_reentrant=False
                     )
                     for part in z.split(chunk)  # (n, B, D) each
                 ]
             )  # (k, B)
         bound = torch.logsumexp(log_w, dim=0) - math.log(self.k)  # (B,): L_k per image
         return -bound.sum()
-
-
-def _log_weights(model, x, labels, z, mu, logvar) -> torch.Tensor:
-    """``log w = log p(x|z) + log p(z) - log q(z|x)`` for codes ``z`` (n, B, D), ``(n, B)``."""
-    n, b, d = z.shape
-    repeated = tuple(t.repeat(n) for t in labels)  # (n * B,): the labels of each copy
-    logits = model.decoder(z.reshape(n * b, d), *repeated)  # (n * B, 1, 28, 28)
-    targets = x.repeat(n, 1, 1, 1)  # (n * B, 1, 28, 28), sample-major like z
-    log_px_z = -nll(logits, targets, model.likelihood).view(n, b)  # (n, B)
-    log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, B)
-    log_qz = _log_normal(z, mu, logvar)  # (n, B): the evaluation's density
-    return log_px_z + log_pz - log_qz
 
 
 def make_objective(free_bits: float = 0.0, iwae_k: int = 1) -> ELBO | IWAE:

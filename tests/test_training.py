@@ -7,6 +7,8 @@ import torch
 
 import vae_tutorial.training as training
 from vae_tutorial import (
+    VAE,
+    TensorLoader,
     TrainConfig,
     evaluate,
     fit,
@@ -62,6 +64,14 @@ def test_evaluation_is_deterministic_and_leaves_the_rng_alone(quick_run, mnist_r
     before = torch.get_rng_state()
     assert evaluate(model, data) == evaluate(model, data)
     assert torch.equal(before, torch.get_rng_state())
+
+
+@pytest.mark.parametrize("mode", [True, False])
+def test_evaluate_leaves_the_model_in_the_mode_it_was_in(mode):
+    model = VAE(2).train(mode)
+    images = torch.bernoulli(torch.full((8, 1, 28, 28), 0.3))
+    evaluate(model, TensorLoader(images, torch.zeros(8), batch_size=4, shuffle=False))
+    assert model.training is mode
 
 
 def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch, mnist_root):

@@ -19,10 +19,11 @@ import torch
 
 from .cvae import label_args
 from .likelihood import nll as likelihood_nll
-from .loss import kl_per_dim
+from .loss import kl_per_dim, vae_loss
 from .model import VAE, check_images, check_pixels, pixel_range
 
 LOG_2PI = math.log(2 * math.pi)
+EVAL_SEED = 1234  # evaluate draws its own z with this seed, leaving training's RNG alone
 CHUNK_ELEMENTS = 2**25  # decoder outputs held at once (about 128 MB of float32 logits)
 
 
@@ -36,9 +37,46 @@ def seeded(device: torch.device, seed: int):
         yield
 
 
-def _log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+def log_normal(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     """Sum over the last axis of log N(z; mu, exp(logvar))."""
     return -0.5 * (LOG_2PI + logvar + (z - mu).pow(2) / logvar.exp()).sum(-1)
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module):
+    """Run a block with ``model`` in eval mode, then put back the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
+    """Mean per-image ``recon``, ``kl``, ``neg_elbo`` and ``loss`` (nats) over ``loader``.
+
+    One ``z`` per image, drawn with a fixed seed, so the same model always scores the same.
+    The sums stay on the device and the pixels are checked once, at the end: one
+    device-to-host read for the whole loader, not one per batch. The model is left in the
+    mode (train or eval) it was in.
+    """
+    device = next(model.parameters()).device
+    sums = torch.zeros(2, dtype=torch.float64, device=device)
+    pixels = torch.empty(0, device=device)
+    count = 0
+    with evaluating(model), seeded(device, EVAL_SEED):
+        for x, y in loader:
+            x = x.to(device)
+            pixels = pixel_range(x, pixels)  # (2,): min and max so far
+            logits, mu, logvar = model(x, *label_args(model, y, device))
+            terms = vae_loss(logits, x, mu, logvar, beta, False, likelihood=model.likelihood)
+            sums += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
+            count += len(x)
+    check_pixels(pixels)
+    recon, kl = (sums / count).tolist()
+    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "loss": recon + beta * kl}
 
 
 @torch.no_grad()
@@ -81,8 +119,8 @@ def log_weights_at(model: VAE, x, labels: tuple, z, mu, logvar) -> torch.Tensor:
     logits = model.decoder(z.reshape(n * b, d), *repeated)  # (n * B, 1, 28, 28)
     targets = x.repeat(n, 1, 1, 1)  # (n * B, 1, 28, 28), sample-major like z
     log_px_z = -likelihood_nll(logits, targets, model.likelihood).view(n, b)  # (n, B)
-    log_pz = _log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, B)
-    return log_px_z + log_pz - _log_normal(z, mu, logvar)
+    log_pz = log_normal(z, torch.zeros_like(z), torch.zeros_like(z))  # (n, B)
+    return log_px_z + log_pz - log_normal(z, mu, logvar)
 
 
 def iwae_bound(

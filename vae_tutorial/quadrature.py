@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .evaluation import _log_normal
+from .evaluation import log_normal
 from .likelihood import nll
 from .model import VAE, check_images
 
@@ -46,12 +46,12 @@ class Quadrature:
         ``logvar``. Since ``ELBO(q) = log p(x) - KL(q || p(z|x))``, this is the gap of any
         Gaussian ``q``; it is exact up to the quadrature error where ``q``'s mass lies on
         the grid and its cells are small next to ``q``'s widths (see :meth:`q_mass`)."""
-        log_q = _log_normal(self.z, mu, logvar)  # (n, n)
+        log_q = log_normal(self.z, mu, logvar)  # (n, n)
         return (self.cell_area * log_q.exp() * (log_q - self.log_posterior)).sum()
 
     def q_mass(self, mu: torch.Tensor, logvar: torch.Tensor) -> float:
         """The share of ``q``'s mass that the grid sees (close to 1 where :meth:`kl` holds)."""
-        return (self.cell_area * _log_normal(self.z, mu, logvar).exp()).sum().item()
+        return (self.cell_area * log_normal(self.z, mu, logvar).exp()).sum().item()
 
 
 def cell_centres(lo: torch.Tensor, hi: torch.Tensor, n: int) -> torch.Tensor:
@@ -84,7 +84,7 @@ def log_joint(model: VAE, x: torch.Tensor, z: torch.Tensor, chunk: int = 4096) -
         with full_float32():
             logits = model.decoder(part)  # (m, 1, 28, 28)
         log_px_z = -nll(logits, x.expand_as(logits), model.likelihood)  # (m,)
-        log_pz = _log_normal(part, torch.zeros_like(part), torch.zeros_like(part))  # (m,)
+        log_pz = log_normal(part, torch.zeros_like(part), torch.zeros_like(part))  # (m,)
         pieces.append(log_px_z + log_pz)
     return torch.cat(pieces)
 

@@ -42,14 +42,12 @@ from .data import (
     torchvision_loader,
 )
 from .distributed import SINGLE, Context, all_max, setup, teardown
-from .evaluation import seeded
+from .evaluation import evaluate
 from .locks import exclusive
-from .loss import vae_loss
-from .model import VAE, check_pixels, pixel_range
+from .model import VAE
 from .objectives import ELBO, IWAE, make_objective
 from .paths import cache_root
 
-EVAL_SEED = 1234  # evaluation draws its own z with this seed, leaving training's RNG alone
 PROGRESS_ENV = "VAE_TUTORIAL_PROGRESS"  # auto (widget in notebooks), text, or off
 CHECK_EVERY = 25  # steps between the (syncing) checks that the loss is still finite
 
@@ -330,32 +328,6 @@ def train_epoch(
 ) -> float:
     """One pass over ``loader``; returns the mean per-image ``recon + beta * kl`` (nats)."""
     return run_epoch(model, loader, optimizer, beta, progress, desc).mean_loss
-
-
-@torch.no_grad()
-def evaluate(model: VAE, loader, beta: float = 1.0) -> dict[str, float]:
-    """Mean per-image ``recon``, ``kl``, ``neg_elbo`` and ``loss`` (nats) over ``loader``.
-
-    One ``z`` per image, drawn with a fixed seed, so the same model always scores the same.
-    The sums stay on the device and the pixels are checked once, at the end: one
-    device-to-host read for the whole loader, not one per batch.
-    """
-    model.eval()
-    device = next(model.parameters()).device
-    sums = torch.zeros(2, dtype=torch.float64, device=device)
-    pixels = torch.empty(0, device=device)
-    count = 0
-    with seeded(device, EVAL_SEED):
-        for x, y in loader:
-            x = x.to(device)
-            pixels = pixel_range(x, pixels)  # (2,): min and max so far
-            logits, mu, logvar = model(x, *label_args(model, y, device))
-            terms = vae_loss(logits, x, mu, logvar, beta, False, likelihood=model.likelihood)
-            sums += torch.stack([terms.recon.sum(), terms.kl.sum()]).double()
-            count += len(x)
-    check_pixels(pixels)
-    recon, kl = (sums / count).tolist()
-    return {"recon": recon, "kl": kl, "neg_elbo": recon + kl, "loss": recon + beta * kl}
 
 
 def new_history() -> dict[str, list]:

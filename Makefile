@@ -13,7 +13,7 @@ NBVAL := --nbval --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg
 TEST_WORKERS ?= 1
 WORKERS := $(if $(filter-out 1,$(TEST_WORKERS)),-n $(TEST_WORKERS) --dist loadfile,)
 
-.PHONY: book test portable setup lint format bench clean
+.PHONY: book test portable floor setup lint format bench clean
 
 book: setup
 	$(PY) tools/sync_colab.py
@@ -26,6 +26,11 @@ test: book
 # the chapters and numeric tests under other float configurations (see README)
 portable: setup
 	$(PY) tools/portable.py
+
+# the oldest Python, torch and torchvision that pyproject.toml claims, in a throwaway
+# environment (the rest as pip resolves it), running the unit tests (tools/floor.sh)
+floor:
+	bash tools/floor.sh
 
 setup: $(STAMP)
 

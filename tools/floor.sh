@@ -52,9 +52,9 @@ import numpy
 import torch
 import torchvision
 
-torch.from_numpy(numpy.zeros(2)).numpy()  # fails where torch cannot use this numpy
 print(f"floor: Python {platform.python_version()}, torch {torch.__version__}, "
-      f"torchvision {torchvision.__version__}, numpy {numpy.__version__}")
+      f"torchvision {torchvision.__version__}, numpy {numpy.__version__}", flush=True)
+torch.from_numpy(numpy.zeros(2)).numpy()  # fails where torch cannot use this numpy
 EOF
 VAE_TUTORIAL_CACHE=$work/cache OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} \
   "$py" -m pytest -q -p no:cacheprovider "${@:-tests}"

@@ -65,7 +65,10 @@ class ConditionalEncoder(nn.Module):
         check_images(x)
         h = F.relu(self.conv1(x))  # (B, 16, 14, 14)
         h = F.relu(self.conv2(h))  # (B, 32, 7, 7)
-        h = torch.cat([h.flatten(1), one_hot(y, self.num_classes)], dim=1)  # (B, 1568 + C)
+        labels = one_hot(y, self.num_classes)  # (B, C)
+        if len(labels) != len(x):
+            raise ValueError(f"{len(x)} images but {len(y)} labels; give one label per image")
+        h = torch.cat([h.flatten(1), labels], dim=1)  # (B, 1568 + C)
         h = F.relu(self.fc1(h))  # (B, 256)
         return self.fc_mu(h), self.fc_logvar(h)  # (B, D), (B, D)
 
@@ -129,7 +132,8 @@ class ConditionalVAE(nn.Module):
     def sample(self, y: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """One new image of each requested digit: ``z ~ N(0, I)``, decoded with label ``y``."""
         device = next(self.parameters()).device
-        z = torch.randn(len(y), self.latent_dim, generator=generator).to(device)
+        where = generator.device if generator is not None else "cpu"  # draw where it lives
+        z = torch.randn(len(y), self.latent_dim, generator=generator, device=where).to(device)
         return self.decode(z, y.to(device))
 
     @torch.no_grad()
@@ -148,7 +152,8 @@ def digit_grid(
     """Every digit in ``n_styles`` styles: row ``c`` is label ``c``, column ``j`` decodes the
     same ``z_j ~ N(0, I)`` in every row. Returns ``(C * n_styles, 1, 28, 28)``, row-major."""
     device = next(model.parameters()).device
-    z = torch.randn(n_styles, model.latent_dim, generator=generator).to(device)  # (S, D)
+    where = generator.device if generator is not None else "cpu"  # draw where it lives
+    z = torch.randn(n_styles, model.latent_dim, generator=generator, device=where).to(device)
     z = z.repeat(model.num_classes, 1)  # (C * S, D): rows share the styles
     y = torch.arange(model.num_classes, device=device).repeat_interleave(n_styles)  # (C * S,)
     return model.decode(z, y)

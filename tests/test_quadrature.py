@@ -90,8 +90,27 @@ def test_bad_input_is_refused_with_a_reason(model, x, n, message):
 
 
 def test_the_prior_box_holds_all_but_a_millionth():
-    # the module's docstring: 1 - (1 - erfc(5 / sqrt 2))^2 = 1.1e-6
-    assert f"{1 - (1 - math.erfc(5 / math.sqrt(2))) ** 2:.1e}" == "1.1e-06"
+    # A decoder that says x = 0 with certainty (logits -30: log p(x|z) = -7e-11 nats) for
+    # every z: the quadrature then integrates the prior alone, over the box [-5, 5]^2,
+    # and must find its mass, (1 - erfc(5 / sqrt 2))^2 = 1 - 1.1e-6 (the module's
+    # docstring), to within its own error estimate (1.6e-7 measured). With the box at
+    # [-6, 6]^2 the result would be -3e-8; at [-4, 4]^2, -1.2e-4.
+    model = _model(0.0)
+    with torch.no_grad():
+        model.decoder.conv2.weight.zero_()
+        model.decoder.conv2.bias.fill_(-30.0)
+    quad = log_px_quadrature(model, torch.zeros(1, 1, 28, 28))
+    box_mass = (1 - math.erfc(5 / math.sqrt(2))) ** 2
+    assert quad.error < 3e-7
+    assert abs(quad.log_px - math.log(box_mass)) <= quad.error
+    assert f"{-quad.log_px:.1e}" == "1.1e-06"
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_the_model_is_left_in_the_mode_it_was_in(training):
+    model = _model(3.0).train(training)
+    log_px_quadrature(model, _digit(), n=8, coarse=8)
+    assert model.training is training
 
 
 def test_full_float32_turns_tf32_off_and_restores_it():

@@ -142,11 +142,11 @@ def nll_estimate(
     """Mean ``-L_K`` over ``loader`` (nats per image) and its standard error over images.
 
     The per-image values stay on the device and the pixels are checked once, at the end:
-    one device-to-host read for the whole loader, not one per batch."""
-    model.eval()
+    one device-to-host read for the whole loader, not one per batch. The model is put
+    back in the mode (train or eval) it was in."""
     device = next(model.parameters()).device
     values, pixels = [], torch.empty(0, device=device)
-    with seeded(device, seed):
+    with evaluating(model), seeded(device, seed):
         for x, y in loader:
             x = x.to(device)
             pixels = pixel_range(x, pixels)  # (2,): min and max so far
@@ -162,15 +162,15 @@ def kl_per_unit(model: VAE, loader) -> torch.Tensor:
 
     A coordinate with (almost) zero KL is *inactive*: for every ``x`` its posterior is the
     prior, so it carries no information about ``x`` (posterior collapse). The sum stays on
-    the device until the end."""
-    model.eval()
+    the device until the end. The model is put back in the mode it was in."""
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for x, y in loader:
-        x = x.to(device)
-        mu, logvar = model.encoder(x, *label_args(model, y, device))
-        total = total + kl_per_dim(mu, logvar).double().sum(0)  # (D,)
-        count += len(x)
+    with evaluating(model):
+        for x, y in loader:
+            x = x.to(device)
+            mu, logvar = model.encoder(x, *label_args(model, y, device))
+            total = total + kl_per_dim(mu, logvar).double().sum(0)  # (D,)
+            count += len(x)
     return (total / count).float().cpu()
 
 

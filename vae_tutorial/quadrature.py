@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .evaluation import log_normal
+from .evaluation import evaluating, log_normal
 from .likelihood import nll
 from .model import VAE, check_images
 
@@ -122,24 +122,26 @@ def log_px_quadrature(
         )
     if n < 4 or n % 2:
         raise ValueError(f"n must be an even number of cells >= 4, got {n}")
-    model.eval()
-    device = next(model.parameters()).device
-    x = x.to(device)
-    lo = torch.full((2,), -limit, device=device)
-    hi = torch.full((2,), limit, device=device)
-    z_c, values_c, _ = _log_integral(model, x, lo, hi, coarse)
-    keep = values_c > values_c.max() - margin  # (coarse, coarse)
-    cell = (hi - lo) / coarse  # (2,)
-    kept = z_c[keep]  # (m, 2): centres of the kept cells
-    box_lo = torch.maximum(kept.amin(0) - 1.5 * cell, lo)  # one more cell around them
-    box_hi = torch.minimum(kept.amax(0) + 1.5 * cell, hi)
-    z, values, log_q = _log_integral(model, x, box_lo, box_hi, n)
-    _, _, log_q_half = _log_integral(model, x, box_lo, box_hi, n // 2)
-    # The coarse grid's mass outside the fine box, relative to the mass inside it
-    inside = ((z_c >= box_lo) & (z_c <= box_hi)).all(-1)  # (coarse, coarse)
-    outside = values_c[~inside]
-    log_area_c = math.log(cell.prod().item())
-    ratio = math.exp(torch.logsumexp(outside, 0).item() + log_area_c - log_q) if len(outside) else 0
-    error = abs(log_q - log_q_half) + math.log1p(ratio)
-    area = ((box_hi - box_lo) / n).prod().item()
-    return Quadrature(log_q, error, z.cpu(), (values - log_q).float().cpu(), area)
+    with evaluating(model):  # then back in the mode it was in
+        device = next(model.parameters()).device
+        x = x.to(device)
+        lo = torch.full((2,), -limit, device=device)
+        hi = torch.full((2,), limit, device=device)
+        z_c, values_c, _ = _log_integral(model, x, lo, hi, coarse)
+        keep = values_c > values_c.max() - margin  # (coarse, coarse)
+        cell = (hi - lo) / coarse  # (2,)
+        kept = z_c[keep]  # (m, 2): centres of the kept cells
+        box_lo = torch.maximum(kept.amin(0) - 1.5 * cell, lo)  # one more cell around them
+        box_hi = torch.minimum(kept.amax(0) + 1.5 * cell, hi)
+        z, values, log_q = _log_integral(model, x, box_lo, box_hi, n)
+        _, _, log_q_half = _log_integral(model, x, box_lo, box_hi, n // 2)
+        # The coarse grid's mass outside the fine box, relative to the mass inside it
+        inside = ((z_c >= box_lo) & (z_c <= box_hi)).all(-1)  # (coarse, coarse)
+        outside = values_c[~inside]
+        log_area_c = math.log(cell.prod().item())
+        ratio = (
+            math.exp(torch.logsumexp(outside, 0).item() + log_area_c - log_q) if len(outside) else 0
+        )
+        error = abs(log_q - log_q_half) + math.log1p(ratio)
+        area = ((box_hi - box_lo) / n).prod().item()
+        return Quadrature(log_q, error, z.cpu(), (values - log_q).float().cpu(), area)

@@ -4,6 +4,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from collections import Counter  # noqa: E402
+
 import torch  # noqa: E402
 
 import vae_tutorial as vt  # noqa: E402
@@ -28,10 +30,24 @@ def test_layer_shapes_follow_the_model_and_leave_no_hooks():
 
 
 def test_the_diagrams_draw_every_layer():
+    # Every layer of the encoder and of the decoder is one box with its name and output
+    # shape, encoder boxes above the sampling step and decoder boxes on the bottom row.
+    # Encoder and decoder share names (conv1, conv2, fc1) and two labels ("conv1 16 x 14 x
+    # 14"), so the boxes are counted per row, not just looked up in the text.
     model = vt.VAE(latent_dim=20)
-    fig = architecture(layer_shapes(model, torch.zeros(1, 1, 28, 28)))
-    text = " ".join(t.get_text() for t in fig.axes[0].texts)
-    for name, _ in model.encoder.named_children():
-        assert name in text
-    assert "1 x 28 x 28" in text and "16 x 14 x 14" in text
+    shapes = layer_shapes(model, torch.zeros(1, 1, 28, 28))
+    fig = architecture(shapes)
+    names = {name.split(".")[1] for name, _ in shapes}  # conv1, fc_mu, ...
+    rows = {"encoder": Counter(), "decoder": Counter()}
+    for t in fig.axes[0].texts:
+        if t.get_text().split("\n")[0] in names:  # a layer's box
+            rows["encoder" if t.get_position()[1] > 1 else "decoder"][t.get_text()] += 1
+    for part in rows:
+        expected = Counter(
+            f"{name.split('.')[1]}\n{' x '.join(map(str, shape))}"
+            for name, shape in shapes
+            if name.startswith(part)
+        )
+        assert rows[part] == expected, part
+    assert sum(rows["decoder"].values()) == len(list(model.decoder.children())) == 4
     assert len(graphical_model().axes[0].patches) >= 3

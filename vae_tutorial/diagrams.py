@@ -5,6 +5,8 @@ picture cannot drift from the code).
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import matplotlib.pyplot as plt
 import torch
 from matplotlib.patches import Circle, FancyArrowPatch, FancyBboxPatch, Rectangle
@@ -100,11 +102,11 @@ def architecture(shapes: list[tuple[str, tuple[int, ...]]]):
         where[f"d.{name}"] = (z_x - step * (i + 1), bottom)
         _box(ax, *where[f"d.{name}"], 1.1, _label(name, shape), "#d5ecd4")
     chain = ["image"] + [f"e.{n}" for n, _ in enc[:-2]]
-    links = list(zip(chain, chain[1:]))
+    links = list(pairwise(chain))
     links += [(chain[-1], f"e.{enc[-2][0]}"), (chain[-1], f"e.{enc[-1][0]}")]
     links += [(f"e.{enc[-2][0]}", "z"), (f"e.{enc[-1][0]}", "z")]
     dchain = ["z"] + [f"d.{n}" for n, _ in dec]
-    links += list(zip(dchain, dchain[1:]))
+    links += list(pairwise(dchain))
     for a, b in links:
         (xa, ya), (xb, yb) = where[a], where[b]
         ax.annotate(

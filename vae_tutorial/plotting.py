@@ -48,7 +48,7 @@ def show_rows(rows: dict[str, torch.Tensor], title: str = "", scale: float = 0.9
         figsize=(scale * ncol * 0.6 + 1.2, scale * len(rows) * 0.62 + 0.5),
         squeeze=False,
     )
-    for ax, (label, images) in zip(axes[:, 0], rows.items()):
+    for ax, (label, images) in zip(axes[:, 0], rows.items(), strict=True):
         ax.imshow(image_grid(images, nrow=ncol), cmap="gray_r", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -4,7 +4,7 @@ import torch
 from vae_tutorial import TrainConfig, fit, load_checkpoint
 from vae_tutorial.cvae import ConditionalVAE, build_model, digit_grid, one_hot
 from vae_tutorial.evaluation import nll_estimate
-from vae_tutorial.training import test_loader as make_test_loader
+from vae_tutorial.loaders import test_loader as make_test_loader
 
 
 def batch(b=4, seed=0):

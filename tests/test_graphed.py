@@ -25,17 +25,12 @@ from vae_tutorial import (
 from vae_tutorial.checkpoint import load_optimizer_state, portable_optimizer_state
 from vae_tutorial.cvae import ConditionalVAE
 from vae_tutorial.distributed import SINGLE, Context
+from vae_tutorial.epoch import NonFiniteLossError, run_epoch
 from vae_tutorial.graphed import GraphedEpochs, GraphedStep
 from vae_tutorial.model import VAE
 from vae_tutorial.objectives import ELBO
-from vae_tutorial.training import (
-    NonFiniteLossError,
-    TrainingInterrupted,
-    make_optimizer,
-    run_epoch,
-    set_lr,
-    use_cuda_graph,
-)
+from vae_tutorial.optim import make_optimizer, set_lr
+from vae_tutorial.training import TrainingInterrupted, use_cuda_graph
 
 CUDA = torch.device("cuda")
 needs_cuda = pytest.mark.skipif(
@@ -88,13 +83,15 @@ def train_cpu(runner, conditional=False, epochs=2, lr=1e-3, stop_at=None):
 
 def assert_equal_runs(a, b):
     (model_a, done_a), (model_b, done_b) = a, b
-    for (key, value), other in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+    for (key, value), other in zip(
+        model_a.state_dict().items(), model_b.state_dict().values(), strict=True
+    ):
         assert torch.equal(value, other), key
     assert [(d.step, d.images, d.stopped) for d in done_a] == [
         (d.step, d.images, d.stopped) for d in done_b
     ]
     # the graphed path adds its last batch's loss in float64, run_epoch all in float32
-    for d, e in zip(done_a, done_b):
+    for d, e in zip(done_a, done_b, strict=True):
         assert d.loss_sum == pytest.approx(e.loss_sum, rel=1e-6)
 
 
@@ -303,8 +300,12 @@ def differences(a, b) -> dict[str, float]:
     (model_a, history_a), (model_b, history_b) = a, b
     values = [history_a[k] for k in ("train_loss", "test_neg_elbo")]
     others = [history_b[k] for k in ("train_loss", "test_neg_elbo")]
-    later = [relative(x, y) for xs, ys in zip(values, others) for x, y in zip(xs, ys)]
-    params = zip(model_a.parameters(), model_b.parameters())
+    later = [
+        relative(x, y)
+        for xs, ys in zip(values, others, strict=True)
+        for x, y in zip(xs, ys, strict=False)
+    ]
+    params = zip(model_a.parameters(), model_b.parameters(), strict=True)
     images, labels = mnist_tensors(False, device=CUDA)
     digits, labels = fixed_binarized(images[:256]), labels[:256]
     given = (labels,) if model_a.conditional else ()

@@ -5,7 +5,7 @@ import sys
 import pytest
 import torch
 
-import vae_tutorial.training as training
+import vae_tutorial.cache as cache
 from vae_tutorial import (
     VAE,
     TensorLoader,
@@ -16,7 +16,7 @@ from vae_tutorial import (
     load_or_train,
     select_device,
 )
-from vae_tutorial.training import test_loader as make_test_loader
+from vae_tutorial.loaders import test_loader as make_test_loader
 
 QUICK = TrainConfig(epochs=2, train_size=10_000, seed=7)
 
@@ -43,7 +43,7 @@ def test_same_seed_gives_identical_weights_and_losses(quick_run):
     again, history2 = fit(QUICK, "cpu", progress=False, verbose=False)
     assert history2["train_loss"] == history["train_loss"]
     assert history2["test_neg_elbo"] == history["test_neg_elbo"]
-    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
@@ -82,10 +82,10 @@ def test_load_or_train_trains_once_then_loads(tmp_path, monkeypatch, mnist_root)
     def no_training(*args, **kwargs):
         raise AssertionError("load_or_train retrained a cached model")
 
-    monkeypatch.setattr(training, "fit", no_training)
+    monkeypatch.setattr(cache, "fit", no_training)
     cached, cached_history = load_or_train(config, tmp_path, "cpu")
     assert cached_history == history
-    for a, b in zip(model.state_dict().values(), cached.state_dict().values()):
+    for a, b in zip(model.state_dict().values(), cached.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 

@@ -1,12 +1,15 @@
 """vae_tutorial: the finished pieces of the VAE Tutorial Book.
 
 Each module holds one concept, in the order the chapters build them: ``data``,
-``model``, ``loss``, ``training`` (with ``config`` and ``checkpoint``) and ``plotting``;
-then ``evaluation`` (the IWAE bound, active units), ``quadrature`` (exact log p(x) in 2-D), ``cvae`` (the conditional VAE),
-``widgets`` and ``explorer`` (latent explorers with and without a kernel), ``blog``,
-``distributed`` and ``bench``.
+``model``, ``loss``, ``epoch`` (one epoch of training), ``training`` (fitting a run, with
+``config``, ``checkpoint``, ``loaders``, ``optim`` and ``devices``), ``cache`` (trained
+models) and ``plotting``; then ``evaluation`` (the test -ELBO, the IWAE bound, active
+units), ``quadrature`` (exact log p(x) in 2-D), ``cvae`` (the conditional VAE), ``widgets``
+and ``explorer`` (latent explorers with and without a kernel), ``blog``, ``objectives``,
+``graphed`` (the CUDA-graph step), ``distributed`` and ``bench``.
 """
 
+from .cache import cached_checkpoint, load_or_train
 from .checkpoint import Checkpoint, CheckpointError, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .cvae import ConditionalVAE
@@ -20,18 +23,13 @@ from .data import (
     mnist_tensors,
     torchvision_loader,
 )
+from .devices import seed_everything, select_device
+from .epoch import train_epoch
+from .evaluation import evaluate
 from .loss import VAELoss, kl_divergence, reconstruction_nll, vae_loss
 from .model import VAE, Decoder, Encoder, reparameterize
 from .paths import cache_root, data_root
-from .training import (
-    cached_checkpoint,
-    evaluate,
-    fit,
-    load_or_train,
-    seed_everything,
-    select_device,
-    train_epoch,
-)
+from .training import fit
 
 __version__ = "0.1.0"
 

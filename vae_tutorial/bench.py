@@ -12,7 +12,7 @@ or CUDA graph). Two measurements per device:
   all see the same machine state, all at the blog's recipe (Adam, lr 1e-3, batch 128, the
   summed negative ELBO): the blog post as written (a ``DataLoader`` over ``ToTensor``
   images, ``BCELoss(reduction='sum')``, ``loss.item()`` every step); the package's step
-  (:func:`vae_tutorial.training.train_epoch` on a device-resident, binarized
+  (:func:`vae_tutorial.epoch.train_epoch` on a device-resident, binarized
   :class:`~vae_tutorial.data.TensorLoader`); on CUDA the same step as one CUDA-graph replay
   (:mod:`vae_tutorial.graphed`, what ``fit`` trains with there); with ``--compile`` the
   model under ``torch.compile(mode="reduce-overhead")``. The median of each is printed
@@ -42,18 +42,13 @@ import torch
 from .blog import BlogVAE, blog_loss, blog_train_loader
 from .config import TrainConfig
 from .data import TensorLoader, mnist_tensors
+from .devices import select_device
+from .epoch import EpochProgress, train_epoch
+from .evaluation import evaluate
+from .loaders import test_loader
 from .model import VAE
-from .training import (
-    EpochProgress,
-    epoch_runner,
-    evaluate,
-    make_optimizer,
-    select_device,
-    set_lr,
-    test_loader,
-    train_epoch,
-    use_cuda_graph,
-)
+from .optim import make_optimizer, set_lr
+from .training import epoch_runner, use_cuda_graph
 
 GRAPH_GOAL = 30  # what the CUDA-graph path aims for: this many times the blog's images/s
 

@@ -160,11 +160,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     CUDA graph reads the tensor it was captured with."""
     state = {"state": state["state"], "param_groups": [dict(g) for g in state["param_groups"]]}
     lrs = [group["lr"] for group in optimizer.param_groups]
-    for saved, group in zip(state["param_groups"], optimizer.param_groups):
+    for saved, group in zip(state["param_groups"], optimizer.param_groups, strict=False):
         saved.update({k: group[k] for k in IMPLEMENTATION if k in group})
         saved["lr"] = float(saved["lr"])
     optimizer.load_state_dict(state)  # moves `step` to the device when capturable or fused
-    for group, lr in zip(optimizer.param_groups, lrs):
+    for group, lr in zip(optimizer.param_groups, lrs, strict=True):
         if isinstance(lr, torch.Tensor):
             lr.fill_(group["lr"])
             group["lr"] = lr

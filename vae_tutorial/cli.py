@@ -10,9 +10,11 @@ from pathlib import Path
 from .checkpoint import CheckpointError, load_checkpoint
 from .config import LOADERS, LR_SCHEDULES, PRESETS, TrainConfig
 from .data import DATASETS, TITLES, MNISTUnavailableError, TensorLoader
-from .evaluation import active_units, kl_per_unit, nll_estimate
+from .devices import select_device
+from .evaluation import active_units, evaluate, kl_per_unit, nll_estimate
 from .likelihood import LIKELIHOODS
-from .training import TrainingInterrupted, evaluate, fit, select_device, test_loader
+from .loaders import test_loader
+from .training import TrainingInterrupted, fit
 
 EXPECTED_ERRORS = (ValueError, CheckpointError, MNISTUnavailableError, FloatingPointError, OSError)
 

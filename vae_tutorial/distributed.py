@@ -15,6 +15,7 @@ the batch, and DDP *averages* gradients over the N ranks. Each rank sums over it
 images, so the average is 1/N of the gradient one process would compute for the whole
 batch. Scaling each rank's loss by N gives exactly the single-process gradient, so the
 same learning rate gives the same trajectory.
+
 """
 
 from __future__ import annotations
@@ -28,7 +29,11 @@ import torch.distributed as dist
 
 @dataclass(frozen=True)
 class Context:
-    """Where this process stands: ``rank`` of ``world_size``; rank 0 is the main one."""
+    """Where this process stands: ``rank`` of ``world_size``; rank 0 is the main one.
+
+    It also holds what a training step does differently on several ranks, so that the
+    loop reads the same in one process: the noise of this rank's rows (:meth:`noise`),
+    the loss scaling (:meth:`scale`) and the decisions the ranks take together."""
 
     rank: int = 0
     world_size: int = 1
@@ -41,6 +46,46 @@ class Context:
     @property
     def active(self) -> bool:
         return self.world_size > 1
+
+    def noise(self, model: torch.nn.Module, loader, step: int) -> torch.Tensor | None:
+        """The noise ``eps`` of this rank's rows of global batch ``step``, ``(B_r, D)``: drawn
+        for the whole global batch, as one process draws it, then the rows
+        ``rank::world_size``, as the loader shards the images. ``None`` in one process: the
+        model draws its own."""
+        if not self.active:
+            return None
+        latent_dim = getattr(model, "module", model).latent_dim  # the model inside DDP
+        device = next(model.parameters()).device
+        eps = torch.randn(loader.global_batch_size(step), latent_dim, device=device)  # (B, D)
+        return eps[self.rank :: self.world_size]  # (B_r, D)
+
+    def scale(self, loss: torch.Tensor) -> torch.Tensor:
+        """What to back-propagate: ``loss * world_size`` (see the module's note), so that
+        DDP's average of the ranks' gradients is the one-process gradient of the batch sum."""
+        return loss * self.world_size if self.active else loss
+
+    def all_max(self, value: torch.Tensor) -> torch.Tensor:
+        """The largest ``value`` over all ranks (so that every rank takes the same decision)."""
+        if self.active:
+            value = value.clone()
+            dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return value
+
+    def all_sum(self, value: torch.Tensor) -> torch.Tensor:
+        """``value`` summed over all ranks."""
+        if self.active:
+            value = value.clone()
+            dist.all_reduce(value)
+        return value
+
+    def stop(self, asked: bool, at_check: bool, device: torch.device) -> bool:
+        """Whether to stop after this step. In one process as soon as ``asked``; on several
+        ranks only at a check (``at_check``), and then all together if any rank was asked."""
+        if not self.active:
+            return asked
+        if not at_check:
+            return False
+        return bool(self.all_max(torch.tensor(float(asked), device=device)))
 
 
 SINGLE = Context()
@@ -71,11 +116,3 @@ def teardown(context: Context) -> None:
     if context.active and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
-
-
-def all_max(value: torch.Tensor, context: Context) -> torch.Tensor:
-    """The largest ``value`` over all ranks (so that every rank takes the same decision)."""
-    if context.active:
-        value = value.clone()
-        dist.all_reduce(value, op=dist.ReduceOp.MAX)
-    return value

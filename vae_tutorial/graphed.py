@@ -15,7 +15,7 @@ Everything a replay reads or writes lives at a fixed address: the images, this e
 order, the step counter, ``beta``, ``lr``, the parameters, Adam's state, the loss sum
 and ``first_bad``. Between replays only their *values* change, in place (``copy_``,
 ``fill_``), never the tensors: the learning-rate schedule fills ``lr``
-(:func:`~vae_tutorial.training.set_lr`), a KL warm-up fills ``beta`` before each step.
+(:func:`~vae_tutorial.optim.set_lr`), a KL warm-up fills ``beta`` before each step.
 
 Same numbers as the eager step. Eagerly, a step draws ``bernoulli`` then ``randn`` from
 the CUDA generator; a replay advances the generator's Philox offset by exactly what its
@@ -24,7 +24,7 @@ same random numbers. The warm-up that must precede a capture (a few steps on a s
 stream) would change the model, Adam's state and the RNG: all three are saved before and
 put back in place after the capture (Adam's fresh state is zeros, and a resumed run's is
 the loaded one). The last, smaller batch of an epoch cannot be replayed with static
-shapes; it is trained by :func:`~vae_tutorial.training.run_epoch`, eagerly, on the same
+shapes; it is trained by :func:`~vae_tutorial.epoch.run_epoch`, eagerly, on the same
 model and optimizer. So graphed and eager training agree up to float rounding.
 
 Why a manual ``torch.cuda.CUDAGraph`` and not ``torch.compile(mode="reduce-overhead")``:
@@ -43,11 +43,10 @@ from collections.abc import Callable
 
 import torch
 
-from .cvae import label_args
 from .data import TensorLoader
 from .distributed import SINGLE, Context
+from .epoch import CHECK_EVERY, EpochProgress, check_finite, progress_bar, run_epoch
 from .objectives import ELBO
-from .training import CHECK_EVERY, EpochProgress, _check_finite, _progress, run_epoch
 
 WARMUP_STEPS = 3  # eager steps before the capture (cuDNN, cuBLAS and Adam set themselves up)
 
@@ -79,7 +78,7 @@ class _Snapshot:
     def restore(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> None:
         """Copy the saved values back into the same tensors; Adam state that did not
         exist then (made by the warm-up) becomes zeros, which is Adam's fresh state."""
-        for p, saved in zip(model.parameters(), self.params):
+        for p, saved in zip(model.parameters(), self.params, strict=True):
             p.copy_(saved)
         for p, state in optimizer.state.items():
             before = self.state.get(p, {})
@@ -156,9 +155,8 @@ class GraphedStep:
         x = self.images.index_select(0, idx)  # (B, 1, 28, 28)
         if self.binarized:
             x = torch.bernoulli(x)  # as TensorLoader does, before eps is drawn
-        y = self.labels.index_select(0, idx) if getattr(self.model, "conditional", False) else None
-        labels = label_args(self.model, y, self.device)  # (y,) or ()
-        loss = self.objective(self.model, x, labels, None, self.beta)  # (): batch sum
+        y = self.labels.index_select(0, idx)  # (B,): used if the model is conditional
+        loss = self.objective(self.model, x, y, None, self.beta)  # (): batch sum
         loss.backward()
         self.optimizer.step()
         self.total.add_(loss.detach())
@@ -230,7 +228,7 @@ class GraphedStep:
         should_stop: Callable[[], bool] | None = None,
     ) -> EpochProgress:
         """The epoch's full batches from ``start.step`` on, one replay each, checked and
-        stopped as :func:`~vae_tutorial.training.run_epoch` does; not the last, smaller one."""
+        stopped as :func:`~vae_tutorial.epoch.run_epoch` does; not the last, smaller one."""
         self.model.train()
         done = start or EpochProgress()
         self.order.copy_(self.loader.order())  # once per epoch; in place: the graph reads it
@@ -241,25 +239,25 @@ class GraphedStep:
             self.beta.fill_(beta)
         step, stopped = done.step, False
         todo = max(self.full_steps - step, 0)
-        for _ in _progress(range(todo), todo, desc, progress):
+        for _ in progress_bar(range(todo), todo, desc, progress):
             if callable(beta):  # KL warm-up: this step's weight
                 self.beta.fill_(beta(step))
             self.replay()
             step += 1
             asked = should_stop is not None and should_stop()
             if step % CHECK_EVERY == 0:
-                _check_finite(self.first_bad, self.total)
+                check_finite(self.first_bad, self.total)
             if asked:
                 stopped = True
                 break
-        _check_finite(self.first_bad, self.total)
+        check_finite(self.first_bad, self.total)
         images = (step - done.step) * self.batch_size
         loss_sum = float(self.total.double())
         return EpochProgress(step, done.loss_sum + loss_sum, done.images + images, stopped)
 
 
 class GraphedEpochs:
-    """:func:`~vae_tutorial.training.run_epoch` with the same arguments and result, its
+    """:func:`~vae_tutorial.epoch.run_epoch` with the same arguments and result, its
     full batches trained by :class:`GraphedStep` replays (captured at the first call, and
     again only if the model, loader, optimizer, the objective or their tensors changed);
     the last, smaller batch by ``run_epoch`` itself.

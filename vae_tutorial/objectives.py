@@ -1,5 +1,7 @@
-"""What a training step minimizes, one object per objective: the loop in ``training`` only
-runs steps, and calls ``objective(model, x, labels, eps, beta)`` for the batch's loss.
+"""What a training step minimizes, one object per objective: the loop in ``epoch`` only
+runs steps, and calls ``objective(model, x, y, eps, beta)`` for the batch's loss. The
+objective gives a conditional model the labels ``y`` (``cvae.label_args``); a plain VAE
+ignores them.
 
 - :class:`ELBO`: the negative ELBO, ``sum_b recon_b + beta * kl_b`` (Kingma & Welling, 2013),
   with the KL weight ``beta`` (a beta-VAE, or a warm-up) and optional free bits
@@ -21,6 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .cvae import label_args
 from .evaluation import CHUNK_ELEMENTS, log_weights_at
 from .loss import vae_loss
 from .model import reparameterize
@@ -32,9 +35,10 @@ class ELBO:
 
     free_bits: float = 0.0
 
-    def __call__(self, model, x, labels=(), eps=None, beta=1.0) -> torch.Tensor:
-        logits, mu, logvar = model(x, *labels, eps)  # (B, 1, 28, 28), (B, D), (B, D)
+    def __call__(self, model, x, y=None, eps=None, beta=1.0) -> torch.Tensor:
         inner = getattr(model, "module", model)  # the model itself, also inside DDP
+        labels = label_args(inner, y, x.device)  # (y,) for a conditional model, else ()
+        logits, mu, logvar = model(x, *labels, eps)  # (B, 1, 28, 28), (B, D), (B, D)
         return vae_loss(logits, x, mu, logvar, beta, False, self.free_bits, inner.likelihood).total
 
 
@@ -64,10 +68,11 @@ class IWAE:
         ):
             raise ValueError(f"chunk must be an integer >= 1 or None, got {self.chunk!r}")
 
-    def __call__(self, model, x, labels=(), eps=None, beta=1.0) -> torch.Tensor:
+    def __call__(self, model, x, y=None, eps=None, beta=1.0) -> torch.Tensor:
         if eps is not None:
             raise ValueError("the IWAE objective draws its own noise: train it in one process")
         inner = getattr(model, "module", model)
+        labels = label_args(inner, y, x.device)  # (y,) for a conditional model, else ()
         mu, logvar = inner.encoder(x, *labels)  # (B, D) each
         b, d = mu.shape
         z = reparameterize(mu.expand(self.k, b, d), logvar.expand(self.k, b, d))  # (k, B, D)

@@ -16,6 +16,10 @@ images, so the average is 1/N of the gradient one process would compute for the 
 batch. Scaling each rank's loss by N gives exactly the single-process gradient, so the
 same learning rate gives the same trajectory.
 
+Free bits floor each latent coordinate's KL *averaged over the batch*. Each rank sees only
+its B/N images, so the ELBO objective averages over the global batch (:func:`global_mean`,
+one all-reduce of the detached per-coordinate sums) before deciding which coordinates sit
+at the floor: the same decision, hence the same gradient, as one process.
 """
 
 from __future__ import annotations
@@ -116,3 +120,16 @@ def teardown(context: Context) -> None:
     if context.active and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def global_mean(rows: torch.Tensor, group=None) -> torch.Tensor:
+    """The mean over the global batch of per-image ``rows`` ``(B_r, ...)``, detached: every
+    rank's rows together, what one process holding the whole batch computes (up to float
+    rounding). Without a process group, the mean of ``rows`` itself."""
+    rows = rows.detach()
+    if not (dist.is_available() and dist.is_initialized()):
+        return rows.mean(0)
+    count = torch.full((1,), float(len(rows)), dtype=rows.dtype, device=rows.device)
+    sums = torch.cat([rows.sum(0).flatten(), count])  # (numel + 1,)
+    dist.all_reduce(sums, group=group)
+    return (sums[:-1] / sums[-1]).view(rows.shape[1:])

@@ -11,6 +11,7 @@ batch *sum* of ``recon + beta * kl`` that the blog post back-propagates.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -91,6 +92,7 @@ def vae_loss(
     validate: bool = True,
     free_bits: float = 0.0,
     likelihood: str = "bernoulli",
+    batch_mean: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> VAELoss:
     """The (beta-weighted) negative ELBO of a batch: ``sum_b recon_b + beta * kl_b``.
 
@@ -102,6 +104,9 @@ def vae_loss(
     ``sum_b recon_b + beta * B * sum_j max(lambda, mean_b KL_bj)``: a coordinate whose
     batch-mean KL is below ``lambda`` nats costs a constant, so nothing pushes it to the
     prior. Only ``total`` changes; ``recon`` and ``kl`` stay the true per-image terms.
+    ``batch_mean(kl_bd)`` gives the mean KL per coordinate that decides the floor, when the
+    batch is larger than ``x`` (under ``torchrun``: ``distributed.global_mean`` over the
+    ranks); by default it is this batch's mean.
 
     ``beta`` may be a 0-d tensor on the device (a KL schedule changed in place, as the
     CUDA-graph step does); it is then not checked, since reading it would wait for the device.
@@ -114,7 +119,10 @@ def vae_loss(
     kl_bd = kl_per_dim(mu, logvar)  # (B, D)
     kl = kl_bd.sum(1)  # (B,)
     if free_bits > 0:
-        kl_term = len(kl_bd) * kl_bd.mean(0).clamp(min=free_bits).sum()
+        mean = kl_bd.mean(0)  # (D,): mean KL of each coordinate over the batch
+        whole = mean.detach() if batch_mean is None else batch_mean(kl_bd)  # (D,), detached
+        floored = whole < free_bits  # these cost free_bits each: a constant, no gradient
+        kl_term = len(kl_bd) * torch.where(floored, free_bits, mean).sum()
     else:
         kl_term = kl.sum()
     return VAELoss(recon.sum() + beta * kl_term, recon, kl)

@@ -17,13 +17,16 @@ anything back to the host, so both run inside a CUDA graph.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
 import torch
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.checkpoint import checkpoint
 
 from .cvae import label_args
+from .distributed import global_mean
 from .evaluation import CHUNK_ELEMENTS, log_weights_at
 from .loss import vae_loss
 from .model import reparameterize
@@ -31,7 +34,11 @@ from .model import reparameterize
 
 @dataclass(frozen=True)
 class ELBO:
-    """``-ELBO`` summed over the batch, with ``beta`` and ``free_bits`` as in ``vae_loss``."""
+    """``-ELBO`` summed over the batch, with ``beta`` and ``free_bits`` as in ``vae_loss``.
+
+    For a model wrapped in ``DistributedDataParallel`` the free-bits floor is decided on
+    the global batch's mean KL per coordinate (``distributed.global_mean``), as one
+    process decides it."""
 
     free_bits: float = 0.0
 
@@ -39,7 +46,13 @@ class ELBO:
         inner = getattr(model, "module", model)  # the model itself, also inside DDP
         labels = label_args(inner, y, x.device)  # (y,) for a conditional model, else ()
         logits, mu, logvar = model(x, *labels, eps)  # (B, 1, 28, 28), (B, D), (B, D)
-        return vae_loss(logits, x, mu, logvar, beta, False, self.free_bits, inner.likelihood).total
+        batch_mean = None
+        if self.free_bits and isinstance(model, DistributedDataParallel):
+            batch_mean = functools.partial(global_mean, group=model.process_group)
+        terms = vae_loss(
+            logits, x, mu, logvar, beta, False, self.free_bits, inner.likelihood, batch_mean
+        )
+        return terms.total
 
 
 @dataclass(frozen=True)

@@ -2,13 +2,12 @@
 with gradients, tighter than the ELBO, and both train through fit and the CLI."""
 
 import math
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import vae_tutorial as vt
+from vae_tutorial.cli import main
 from vae_tutorial.evaluation import log_weights
 from vae_tutorial.objectives import ELBO, IWAE, make_objective
 from vae_tutorial.training import use_cuda_graph
@@ -22,7 +21,7 @@ def batch(n=16):
 def test_the_elbo_objective_is_vae_loss():
     model, x = batch()
     torch.manual_seed(1)
-    loss = ELBO(free_bits=0.2)(model, x, (), None, 0.5)
+    loss = ELBO(free_bits=0.2)(model, x, None, None, 0.5)
     torch.manual_seed(1)
     logits, mu, logvar = model(x)
     assert torch.equal(loss, vt.vae_loss(logits, x, mu, logvar, 0.5, free_bits=0.2).total)
@@ -57,7 +56,7 @@ def test_chunks_change_memory_not_the_loss_or_its_gradients():
     torch.testing.assert_close(chunked, whole)
     # A weight's gradient sums over all 7 * 8 codes; in chunks the float32 sum is taken in
     # another order (relative differences of a few 1e-6 measured), so 1e-4 is rounding only
-    for a, b in zip(grads_chunked, grads_whole):
+    for a, b in zip(grads_chunked, grads_whole, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * b.abs().max().item())
 
 
@@ -102,20 +101,53 @@ def test_bad_settings_are_one_clear_error():
     )
 
 
-def test_iwae_training_is_eager_and_runs_through_fit(mnist_root):
+@pytest.fixture
+def iwae_steps(monkeypatch):
+    """Every IWAE loss a training step computes, as (k, images, loss): an ELBO run adds none."""
+    steps, real = [], IWAE.__call__
+
+    def spy(self, model, x, *args, **kwargs):
+        loss = real(self, model, x, *args, **kwargs)
+        steps.append((self.k, len(x), loss.item()))
+        return loss
+
+    monkeypatch.setattr(IWAE, "__call__", spy)
+    return steps
+
+
+def assert_trained_with_iwae(steps, history, k):
+    # 512 images in batches of 128: four steps, each the IWAE loss with this k, and the
+    # epoch's reported train loss is their mean per image (float32 sums: rounding only)
+    assert [(s[0], s[1]) for s in steps] == [(k, 128)] * 4
+    assert history["train_loss"][0] == pytest.approx(sum(s[2] for s in steps) / 512, rel=1e-6)
+
+
+def test_iwae_training_is_eager_and_runs_through_fit(mnist_root, iwae_steps):
     config = vt.TrainConfig(epochs=1, train_size=512, iwae_k=3, latent_dim=4)
     assert not use_cuda_graph(None, torch.device("cuda"), config)
     model, history = vt.fit(config, "cpu", progress=False, verbose=False)
-    assert len(history["train_loss"]) == 1 and math.isfinite(history["train_loss"][0])
+    assert_trained_with_iwae(iwae_steps, history, 3)
 
 
-def test_the_cli_trains_with_iwae_k(tmp_path, mnist_root):
+def test_the_cli_trains_with_iwae_k(tmp_path, mnist_root, iwae_steps):
     out = tmp_path / "iwae"
     args = ["train", "--iwae-k", "2", "--epochs", "1", "--train-size", "512", "--device", "cpu"]
-    result = subprocess.run(
-        [sys.executable, "-m", "vae_tutorial", *args, "--out", str(out), "--no-progress"],
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 0, result.stderr
-    assert vt.load_checkpoint(out / "checkpoint.pt", "cpu").config.iwae_k == 2
+    assert main([*args, "--out", str(out), "--no-progress"]) == 0
+    state = vt.load_checkpoint(out / "checkpoint.pt", "cpu")
+    assert state.config.iwae_k == 2
+    assert_trained_with_iwae(iwae_steps, state.history, 2)
+
+
+def test_iwae_refuses_a_kl_weight():
+    model, x = batch(4)
+    with pytest.raises(ValueError, match="the IWAE bound has no KL term for beta to weigh"):
+        IWAE(2)(model, x, beta=0.5)
+    assert torch.isfinite(IWAE(2)(model, x, beta=1.0))
+
+
+def test_a_conditional_iwae_loss_needs_one_label_per_image():
+    torch.manual_seed(0)
+    model, x = vt.ConditionalVAE(latent_dim=3), torch.zeros(4, 1, 28, 28)
+    with pytest.raises(ValueError, match="4 images but 3 labels; give one label per image"):
+        IWAE(2)(model, x, torch.tensor([1, 2, 3]))
+    assert torch.isfinite(IWAE(2)(model, x, torch.tensor([1, 2, 3, 4])))

@@ -65,7 +65,7 @@ class IWAE:
     decoder activations are recomputed in the backward pass (``torch.utils.checkpoint``)
     instead of kept. The noise is drawn for all ``k`` samples at once, so the loss and its
     gradients do not depend on ``chunk``. ``beta`` must be 1 (the bound has no KL term to
-    weigh); ``eps`` is not supported (one process).
+    weigh; any other value is refused); ``eps`` is not supported (one process).
     """
 
     k: int = 5
@@ -84,6 +84,11 @@ class IWAE:
     def __call__(self, model, x, y=None, eps=None, beta=1.0) -> torch.Tensor:
         if eps is not None:
             raise ValueError("the IWAE objective draws its own noise: train it in one process")
+        if beta != 1:
+            raise ValueError(
+                f"the IWAE bound has no KL term for beta to weigh (got beta={beta}): train it "
+                "with beta=1, or use the ELBO objective (iwae_k=1) for a beta-VAE or a warm-up"
+            )
         inner = getattr(model, "module", model)
         labels = label_args(inner, y, x.device)  # (y,) for a conditional model, else ()
         mu, logvar = inner.encoder(x, *labels)  # (B, D) each

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,7 @@ import vae_tutorial.objectives as objectives
 import vae_tutorial.training as training
 from vae_tutorial import CheckpointError, TrainConfig, fit, load_checkpoint, save_checkpoint
 from vae_tutorial.checkpoint import FORMAT_VERSION
+from vae_tutorial.epoch import CHECK_EVERY
 from vae_tutorial.training import NonFiniteLossError
 
 RUN = ["--epochs", "3", "--train-size", "12000", "--device", "cpu", "--no-progress", "--seed", "3"]
@@ -83,10 +85,16 @@ def test_ctrl_c_saves_mid_epoch_says_how_to_resume_and_resumes_exactly(tmp_path,
     assert_same_run(load_checkpoint(tmp_path / "checkpoint.pt"), uninterrupted)
 
 
-def test_a_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(
-    tmp_path, monkeypatch, mnist_root
+@pytest.mark.parametrize("bad_step", [7, 30])
+def test_a_nan_loss_stops_within_check_every_steps_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, mnist_root, bad_step
 ):
-    config = TrainConfig(epochs=3, train_size=2560, seed=1)  # 20 steps per epoch
+    # 60 steps per epoch; the loss of epoch 2's step bad_step (from 0) is NaN. The run
+    # must name that step, stop at the next check (within CHECK_EVERY steps, long before
+    # the epoch's end) and leave epoch 1's checkpoint, as the README promises
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert f"A NaN or infinite loss stops training within {CHECK_EVERY} steps" in readme
+    config = TrainConfig(epochs=2, train_size=60 * 128, seed=1)
     path = tmp_path / "checkpoint.pt"
     calls = {"n": 0}
     real_loss = objectives.vae_loss  # what the ELBO objective of each step calls
@@ -96,17 +104,19 @@ def test_a_nan_loss_stops_at_once_and_keeps_the_last_good_checkpoint(
         if not torch.is_grad_enabled():  # an evaluation (under no_grad), not a training step
             return terms
         calls["n"] += 1
-        if calls["n"] == 20 + 8:  # epoch 2, step 7 (counting from 0)
+        if calls["n"] == 60 + bad_step + 1:
             return terms._replace(total=terms.total * float("nan"))
         return terms
 
     monkeypatch.setattr(objectives, "vae_loss", loss_that_breaks)
     with pytest.raises(
-        NonFiniteLossError, match=r"epoch 2, step 7.*lower the learning rate"
+        NonFiniteLossError, match=rf"epoch 2, step {bad_step}\b.*lower the learning rate"
     ) as info:
         fit(config, "cpu", checkpoint=path, progress=False, verbose=False)
     assert str(path) in str(info.value)
-    assert calls["n"] == 40, "stopped at the end of the epoch's check, not later"
+    steps_in_epoch_2 = calls["n"] - 60
+    assert bad_step < steps_in_epoch_2 <= bad_step + CHECK_EVERY < 60
+    assert steps_in_epoch_2 % CHECK_EVERY == 0, "it stopped at a check"
     assert load_checkpoint(path).epoch == 1
 
 

@@ -13,6 +13,7 @@ from torch.distributions import Bernoulli, Normal
 from vae_tutorial import VAE, vae_loss
 from vae_tutorial.cvae import ConditionalVAE
 from vae_tutorial.evaluation import (
+    evaluate,
     iwae_bound,
     kl_per_unit,
     log_weights,
@@ -92,8 +93,6 @@ def test_nll_estimate_reports_a_mean_and_its_standard_error():
 def test_evaluations_check_every_batch_with_one_read_at_the_end(bad):
     # the pixels are checked once, after the last batch (no per-batch host read on a
     # GPU); a bad pixel in any batch, even the first, is still refused
-    from vae_tutorial.training import evaluate
-
     model, x = model_and_images(5, b=6)
     broken = x.clone()
     broken[0, 0, 3, 3] = bad

@@ -12,11 +12,16 @@ import pytest
 import torch
 
 import vae_tutorial.objectives as objectives
-import vae_tutorial.training as training
-from vae_tutorial import CheckpointError, TrainConfig, fit, load_checkpoint, save_checkpoint
+from vae_tutorial import (
+    VAE,
+    CheckpointError,
+    TrainConfig,
+    fit,
+    load_checkpoint,
+    save_checkpoint,
+)
 from vae_tutorial.checkpoint import FORMAT_VERSION
-from vae_tutorial.epoch import CHECK_EVERY
-from vae_tutorial.training import NonFiniteLossError
+from vae_tutorial.epoch import CHECK_EVERY, NonFiniteLossError
 
 RUN = ["--epochs", "3", "--train-size", "12000", "--device", "cpu", "--no-progress", "--seed", "3"]
 
@@ -121,7 +126,7 @@ def test_a_nan_loss_stops_within_check_every_steps_and_keeps_the_last_good_check
 
 
 def test_a_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
-    model, optimizer = training.VAE(2), None
+    model, optimizer = VAE(2), None
     optimizer = torch.optim.Adam(model.parameters())
     path = save_checkpoint(tmp_path / "c.pt", model, optimizer, TrainConfig(latent_dim=2), 1, {})
     before = path.read_bytes()
@@ -139,7 +144,7 @@ def test_a_crash_while_writing_leaves_the_previous_checkpoint(tmp_path, monkeypa
 
 @pytest.fixture
 def saved(tmp_path):
-    model = training.VAE(4)
+    model = VAE(4)
     optimizer = torch.optim.Adam(model.parameters())
     return save_checkpoint(tmp_path / "c.pt", model, optimizer, TrainConfig(latent_dim=4), 1, {})
 

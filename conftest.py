@@ -17,11 +17,11 @@ os.environ.setdefault("VAE_TUTORIAL_PROGRESS", "off")
 LOADS_ANOTHER_CHAPTERS_MODEL = (
     "01_big_picture",
     "08_latent_space",
-    "09_evaluation",
-    "10_beta_vae",
-    "12_latent_explorer",
-    "13_ground_truth",
-    "14_grey_levels",
+    "10_evaluation",
+    "11_beta_vae",
+    "13_latent_explorer",
+    "14_ground_truth",
+    "15_grey_levels",
 )
 
 

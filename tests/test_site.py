@@ -208,7 +208,7 @@ def test_latent_explorer_follows_the_pointer_without_the_network(browser, server
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
 
-    load(browser, urljoin(server, "notebooks/12_latent_explorer.html"))
+    load(browser, urljoin(server, "notebooks/13_latent_explorer.html"))
     plane = browser.find_element(By.CSS_SELECTOR, ".vae-explorer-plane")
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", plane)
     width, height = plane.size["width"], plane.size["height"]
@@ -243,4 +243,4 @@ def test_latent_explorer_follows_the_pointer_without_the_network(browser, server
         ".filter(u => !u.startsWith(location.origin) && !u.startsWith('data:'))"
     )
     assert external == [], f"the page fetched from outside the site: {external}"
-    browser.save_screenshot(str(SHOTS / "12_latent_explorer.png"))
+    browser.save_screenshot(str(SHOTS / "13_latent_explorer.png"))

@@ -33,7 +33,7 @@ def test_the_two_loaders_give_the_same_images_and_labels(mnist_root):
     images, labels = mnist_tensors(train=False)
     ours = TensorLoader(images, labels, batch_size=500, shuffle=False)
     assert len(blog) == len(ours) == 20
-    for (xb, yb), (xo, yo) in zip(blog, ours):
+    for (xb, yb), (xo, yo) in zip(blog, ours, strict=True):
         assert torch.equal(xb, xo) and torch.equal(yb, yo)
 
 

@@ -19,7 +19,7 @@ def bezier(p0, p1, p2, p3, steps=40):
         t = i / steps
         yield tuple(
             (1 - t) ** 3 * a + 3 * (1 - t) ** 2 * t * b + 3 * (1 - t) * t**2 * c + t**3 * d
-            for a, b, c, d in zip(p0, p1, p2, p3)
+            for a, b, c, d in zip(p0, p1, p2, p3, strict=True)
         )
 
 

@@ -115,7 +115,9 @@ def explorer_html(
         "limit": limit,
         "size": size,
         "colours": CLASS_COLOURS,
-        "points": [[int(a), int(b), int(c)] for (a, b), c in zip(points, labels.tolist())],
+        "points": [
+            [int(a), int(b), int(c)] for (a, b), c in zip(points, labels.tolist(), strict=True)
+        ],
     }
     payload = json.dumps(data, separators=(",", ":"))
     uid = "vae-explorer-" + hashlib.sha1((png + payload).encode()).hexdigest()[:10]

@@ -150,9 +150,13 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        """``n`` new images: ``z ~ N(0, I)`` decoded to pixel probabilities ``(n, 1, 28, 28)``."""
+        """``n`` new images: ``z ~ N(0, I)`` decoded to pixel probabilities ``(n, 1, 28, 28)``.
+
+        ``z`` is drawn where ``generator`` lives (a CUDA generator draws on the GPU; none
+        draws on the CPU), then moved to the model's device."""
         device = next(self.parameters()).device
-        z = torch.randn(n, self.latent_dim, generator=generator).to(device)
+        where = generator.device if generator is not None else "cpu"  # draw where it lives
+        z = torch.randn(n, self.latent_dim, generator=generator, device=where).to(device)
         return self.decode(z)
 
     @torch.no_grad()

@@ -23,7 +23,7 @@ book: setup
 test: book
 	$(PY) -m pytest tests notebooks $(NBVAL) $(WORKERS) --durations=0 -q
 
-# the chapters and numeric tests under other float configurations (see README)
+# the chapters and numeric tests under other float configurations (see book/maintainers.md)
 portable: setup
 	$(PY) tools/portable.py
 

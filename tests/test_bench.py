@@ -93,7 +93,7 @@ def test_the_cuda_branch_reports_the_fastest_run_with_the_cuda_recipe(monkeypatc
 
 
 def test_the_cpu_branch_uses_the_cpu_recipe_and_reports_its_fastest(monkeypatch, capsys):
-    cpu_runs = {  # README, `bench --device cpu --target 100` on the 2-core CPU
+    cpu_runs = {  # book/maintainers.md, `bench --device cpu --target 100` on the 2-core CPU
         Baseline.name: Run(299.0, 12, 99.78, BLOG),
         "ours (blog recipe)": Run(122.8, 8, 99.57, BLOG),
         "ours (best recipe)": Run(109.9, 4, 99.75, Setup(32, 1e-3, 6)),

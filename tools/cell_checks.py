@@ -56,7 +56,8 @@ ABOUT_TESTS = re.compile(
     r"|\bassert(?:s|ed)\b|\bassert only\b|\bchecked with\b|\bportab\w*"
     r"|\bmachines?\b|\bthreads?\b|\b(?-i:[CG]PUs?)\b|\bH100\b|\bH200\b|\bAVX"
     r"|\blast digits?\b|\bwrote this page\b|\bprinted run\b|\brun-to-run\b|\brounding boundary\b"
-    r"|\b(?:float|float32|float64) noise\b|\bround(?:s|ed|ing)? (?:it )?the same\b",
+    r"|\b(?:float|float32|float64) noise\b|\bround(?:s|ed|ing)? (?:it )?the same\b"
+    r"|\bmargins? of\b|\bprinted value\b",
     re.IGNORECASE,
 )
 

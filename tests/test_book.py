@@ -61,7 +61,9 @@ def test_chapter_follows_the_template(path):
     markdown = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for heading in ("**What you will learn**", "## Exercises", "## Summary", "## References"):
         assert heading in markdown, f"{path.name} lacks {heading}"
-    assert 2 <= markdown.count(":class: dropdown") <= 4, "2-4 exercises with hidden solutions"
+    # other dropdowns hold derivations and caveats
+    solutions = markdown.count(":::{admonition} Solution\n:class: dropdown")
+    assert 2 <= solutions <= 4, "2-4 exercises with hidden solutions"
     assert re.search(r"\{cite:[tp]\}`", markdown), "cites the bibliography"
     assert "**Check" in markdown, "has checks a reader can see"
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -104,7 +106,8 @@ def test_every_cell_says_why_its_output_is_or_is_not_compared(path):
     and GPU. A cell tagged nbval-ignore-output says in its metadata
     (nbval.why_not_compared) what in its output depends on what; a compared cell that
     prints a decimal says (nbval.why_compared) why those digits cannot change. Reasons are
-    specific, and nbval is steered by tags only, never by marker comments."""
+    specific, nbval is steered by tags only, never by marker comments, and a collapsed
+    check has a one-line label."""
     problems = cell_checks.cell_problems(nbformat.read(path, as_version=4))
     assert not problems, f"{path.name}:\n" + "\n".join(problems)
 
@@ -168,6 +171,11 @@ def test_the_reason_checks_can_fail():
     assert any("marker comment" in p for p in problems(marked))
     # a reason that contradicts the tags
     assert problems(planted("print(x)", "2", why_not_compared=SPECIFIC))
+    # a collapsed check without its one-line label
+    collapsed = planted("assert x == 2", tags=("hide-input",))
+    assert problems(collapsed)
+    collapsed.cells[0].metadata["mystnb"] = {"code_prompt_show": "Show the check: x is 2"}
+    assert problems(collapsed) == []
 
 
 def test_what_is_clearly_exact_is_not_a_decimal():

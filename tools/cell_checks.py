@@ -15,6 +15,7 @@ asserts the same rules.
 - A reason is specific: at least six words, three of them not generic ("depends on the
   machine, not compared" names nothing).
 - Marker comments (``# NBVAL_IGNORE_OUTPUT``) are not used: tags only.
+- A collapsed check (tag ``hide-input``) has a one-line label, ``mystnb.code_prompt_show``.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ def cell_problems(nb) -> list[str]:
     for i, cell in enumerate(code):
         why = cell.metadata.get("nbval", {})
         tags = cell.metadata.get("tags", [])
+        label = cell.metadata.get("mystnb", {}).get("code_prompt_show", "")
+        if "hide-input" in tags and not (label.strip() and "\n" not in label):
+            problems.append(f"Cell {i}: collapsed without a one-line mystnb.code_prompt_show")
         if list(find_comment_markers(cell.source)):
             problems.append(f"Cell {i}: a marker comment; use the tag nbval-ignore-output")
         if not is_compared(cell):

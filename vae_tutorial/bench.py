@@ -342,7 +342,8 @@ def fastest_run(results: dict[str, Run], target: float) -> str | None:
 def describe(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"{platform.processor() or platform.machine()}, {threads} thread{'s' * (threads != 1)}"
 
 
 def print_throughput(rates: dict[str, float]) -> None:

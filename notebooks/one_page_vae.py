@@ -1,0 +1,152 @@
+"""A VAE on binarized MNIST in one page, with torch and torchvision only.
+
+On the CPU it trains exactly what the VAE Tutorial Book's package trains with
+the same settings, bit for bit. Run: python one_page_vae.py [--help]
+"""
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torchvision import datasets
+
+
+class Encoder(nn.Module):
+    """q(z|x) = N(mu(x), diag(exp(logvar(x))))."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, 3, stride=2, padding=1)
+        self.fc1 = nn.Linear(32 * 7 * 7, 256)
+        self.fc_mu = nn.Linear(256, latent_dim)
+        self.fc_logvar = nn.Linear(256, latent_dim)
+
+    def forward(self, x):  # x: (B, 1, 28, 28)
+        h = F.relu(self.conv1(x))  # (B, 16, 14, 14)
+        h = F.relu(self.conv2(h))  # (B, 32, 7, 7)
+        h = F.relu(self.fc1(h.flatten(1)))  # (B, 256)
+        return self.fc_mu(h), self.fc_logvar(h)  # mu, logvar: (B, D)
+
+
+class Decoder(nn.Module):
+    """p(x|z) = Bernoulli(sigmoid(logits(z))): one coin per pixel."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.fc1 = nn.Linear(latent_dim, 256)
+        self.fc2 = nn.Linear(256, 32 * 7 * 7)
+        self.conv1 = nn.ConvTranspose2d(32, 16, 4, stride=2, padding=1)
+        self.conv2 = nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1)
+
+    def forward(self, z):  # z: (B, D)
+        h = F.relu(self.fc1(z))  # (B, 256)
+        h = F.relu(self.fc2(h)).view(-1, 32, 7, 7)  # (B, 32, 7, 7)
+        h = F.relu(self.conv1(h))  # (B, 16, 14, 14)
+        return self.conv2(h)  # logits: (B, 1, 28, 28)
+
+
+class VAE(nn.Module):
+    def __init__(self, latent_dim: int = 20):
+        super().__init__()
+        self.encoder = Encoder(latent_dim)
+        self.decoder = Decoder(latent_dim)
+
+    def forward(self, x):
+        mu, logvar = self.encoder(x)
+        std = torch.exp(0.5 * logvar)
+        z = mu + torch.randn_like(std) * std  # reparameterization
+        return self.decoder(z), mu, logvar
+
+
+def neg_elbo(x, logits, mu, logvar):
+    """-ELBO = -log p(x|z) + KL(q(z|x) || N(0, I)): the two terms, (B,)."""
+    bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, D)
+    return bce.flatten(1).sum(1), kl.sum(1)
+
+
+def mnist(root: str, train: bool, device) -> torch.Tensor:
+    """A split of MNIST: grey levels in [0, 1], (N, 1, 28, 28)."""
+    ds = datasets.MNIST(root, train=train, download=True)
+    return ds.data.unsqueeze(1).to(device=device, dtype=torch.float32) / 255
+
+
+def train_epoch(model, opt, images, batches):
+    """One pass over batches of indices into images; mean loss per image."""
+    model.train()
+    total = torch.zeros((), device=images.device)  # no sync per step
+    for batch in batches:
+        x = torch.bernoulli(images[batch])  # dynamic binarization
+        recon, kl = neg_elbo(x, *model(x))
+        loss = recon.sum() + kl.sum()  # -ELBO summed over the batch
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        total += loss.detach()
+    return total.item() / len(images)
+
+
+@torch.no_grad()
+def evaluate(model, test):
+    """Mean -ELBO per test image, with one z per image from a fixed seed."""
+    model.eval()
+    sums = torch.zeros(2, dtype=torch.float64, device=test.device)
+    cuda = [test.device.index or 0] if test.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # training's RNG untouched
+        torch.manual_seed(1234)
+        for x in test.split(1000):
+            recon, kl = neg_elbo(x, *model(x))
+            sums += torch.stack([recon.sum(), kl.sum()]).double()
+    recon, kl = (sums / len(test)).tolist()
+    return recon + kl
+
+
+def parse_args(argv=None):
+    """The settings: the command line's, or argv's (a list of strings)."""
+    cuda = torch.cuda.is_available()
+    p = argparse.ArgumentParser(description="Train a VAE on MNIST.")
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--train-size", type=int, default=60_000)
+    p.add_argument("--data", default="data", help="MNIST's folder")
+    p.add_argument("--device", default="cuda" if cuda else "cpu")
+    p.add_argument("--out", default="runs/one_page_vae.pt")
+    args = p.parse_args(argv)
+    if min(args.epochs, args.batch_size, args.train_size) < 1 or args.lr <= 0:
+        p.error("epochs, batch size, train size must be >= 1 and lr > 0")
+    return args
+
+
+def main(argv=None):
+    """Train, print one line per epoch, save the weights; model, history."""
+    args = parse_args(argv)
+    torch.manual_seed(args.seed)  # initial weights, then every draw
+    model = VAE().to(args.device)
+    opt = torch.optim.Adam(model.parameters(), lr=args.lr)
+    x_train = mnist(args.data, True, args.device)[: args.train_size]
+    rng = torch.Generator().manual_seed(0)  # one fixed test binarization
+    x_test = torch.bernoulli(mnist(args.data, False, "cpu"), generator=rng)
+    x_test, history = x_test.to(args.device), []
+    for epoch in range(args.epochs):
+        cosine = 1 + math.cos(math.pi * epoch / args.epochs)
+        for group in opt.param_groups:  # cosine decay towards 0
+            group["lr"] = args.lr * 0.5 * cosine
+        rng = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
+        order = torch.randperm(len(x_train), generator=rng).to(args.device)
+        train = train_epoch(model, opt, x_train, order.split(args.batch_size))
+        test = evaluate(model, x_test)
+        history.append((train, test))
+        print(f"epoch {epoch + 1}: -ELBO {train:.2f} train, {test:.2f} test")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), args.out)
+    return model, history
+
+
+if __name__ == "__main__":
+    main()

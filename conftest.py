@@ -17,6 +17,7 @@ os.environ.setdefault("VAE_TUTORIAL_PROGRESS", "off")
 LOADS_ANOTHER_CHAPTERS_MODEL = (
     "01_big_picture",
     "08_latent_space",
+    "09_your_vae",
     "10_evaluation",
     "11_beta_vae",
     "13_latent_explorer",

@@ -20,6 +20,7 @@ LOADS_ANOTHER_CHAPTERS_MODEL = (
     "09_your_vae",
     "10_evaluation",
     "11_beta_vae",
+    "12_conditional_vae",
     "13_latent_explorer",
     "14_ground_truth",
     "15_grey_levels",

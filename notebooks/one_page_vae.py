@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from torchvision import datasets
+from torchvision.utils import save_image
 
 
 class Encoder(nn.Module):
@@ -52,6 +53,7 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     def __init__(self, latent_dim: int = 20):
         super().__init__()
+        self.latent_dim = latent_dim
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
 
@@ -96,13 +98,25 @@ def evaluate(model, test):
     model.eval()
     sums = torch.zeros(2, dtype=torch.float64, device=test.device)
     cuda = [test.device.index or 0] if test.device.type == "cuda" else []
-    with torch.random.fork_rng(devices=cuda):  # training's RNG untouched
+    # Evaluation draws its own z from a fixed seed without disturbing
+    # training's random numbers: fork_rng puts the generators back after.
+    with torch.random.fork_rng(devices=cuda):
         torch.manual_seed(1234)
         for x in test.split(1000):
             recon, kl = neg_elbo(x, *model(x))
             sums += torch.stack([recon.sum(), kl.sum()]).double()
     recon, kl = (sums / len(test)).tolist()
     return recon + kl
+
+
+@torch.no_grad()
+def sample(model, n: int, seed: int = 0) -> torch.Tensor:
+    """Decode n codes z ~ N(0, I): pixel probabilities, (n, 1, 28, 28)."""
+    model.eval()
+    rng = torch.Generator().manual_seed(seed)  # global RNG untouched
+    z = torch.randn(n, model.latent_dim, generator=rng)  # (n, D)
+    device = next(model.parameters()).device
+    return torch.sigmoid(model.decoder(z.to(device)))
 
 
 def parse_args(argv=None):
@@ -117,14 +131,17 @@ def parse_args(argv=None):
     p.add_argument("--data", default="data", help="MNIST's folder")
     p.add_argument("--device", default="cuda" if cuda else "cpu")
     p.add_argument("--out", default="runs/one_page_vae.pt")
+    p.add_argument("--samples", type=int, default=64, help="grid size")
     args = p.parse_args(argv)
     if min(args.epochs, args.batch_size, args.train_size) < 1 or args.lr <= 0:
         p.error("epochs, batch size, train size must be >= 1 and lr > 0")
+    if args.samples < 0:
+        p.error("--samples must be >= 0 (0: draw no samples)")
     return args
 
 
 def main(argv=None):
-    """Train, print one line per epoch, save the weights; model, history."""
+    """Train, save weights and samples; model, (train, test) per epoch."""
     args = parse_args(argv)
     torch.manual_seed(args.seed)  # initial weights, then every draw
     model = VAE().to(args.device)
@@ -145,6 +162,10 @@ def main(argv=None):
         print(f"epoch {epoch + 1}: -ELBO {train:.2f} train, {test:.2f} test")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
+    if args.samples:  # a grid of samples next to the weights, 8 a row
+        grid = Path(args.out).with_suffix(".png")
+        save_image(sample(model, args.samples, args.seed), grid, nrow=8)
+        print(f"{args.samples} samples in {grid}")
     return model, history
 
 

@@ -32,25 +32,16 @@ from .cvae import ConditionalVAE, build_model
 from .data import download_mnist
 from .devices import seed_everything, select_device
 from .distributed import SINGLE, Context, setup, teardown
-from .epoch import CHECK_EVERY, EpochProgress, NonFiniteLossError, run_epoch
+from .epoch import EpochProgress, NonFiniteLossError, run_epoch
 from .evaluation import evaluate
 from .graphed import GraphedEpochs
-from .loaders import make_loaders, set_epoch, test_loader
+from .loaders import make_loaders, set_epoch
 from .locks import exclusive
 from .model import VAE
 from .objectives import IWAE, make_objective
 from .optim import make_optimizer, set_lr
 
-# CHECK_EVERY (``epoch``) and test_loader (``loaders``) are imported from here by chapters
-__all__ = [
-    "CHECK_EVERY",
-    "TrainingInterrupted",
-    "epoch_runner",
-    "fit",
-    "new_history",
-    "test_loader",
-    "use_cuda_graph",
-]
+__all__ = ["TrainingInterrupted", "epoch_runner", "fit", "new_history", "use_cuda_graph"]
 
 
 def use_cuda_graph(

@@ -1,7 +1,7 @@
-"""A VAE on binarized MNIST in one page, with torch and torchvision only.
+"""A VAE on binarized MNIST, in torch and torchvision only.
 
-On the CPU it trains exactly what the VAE Tutorial Book's package trains with
-the same settings, bit for bit. Run: python one_page_vae.py [--help]
+Run: python one_page_vae.py [--help]. On the CPU it trains, bit for bit,
+what the VAE Tutorial Book's package trains with the same settings.
 """
 
 import argparse
@@ -44,23 +44,21 @@ class Decoder(nn.Module):
         self.conv2 = nn.ConvTranspose2d(16, 1, 4, stride=2, padding=1)
 
     def forward(self, z):  # z: (B, D)
-        h = F.relu(self.fc1(z))  # (B, 256)
-        h = F.relu(self.fc2(h)).view(-1, 32, 7, 7)  # (B, 32, 7, 7)
-        h = F.relu(self.conv1(h))  # (B, 16, 14, 14)
+        h = F.relu(self.fc2(F.relu(self.fc1(z))))  # (B, 32 * 7 * 7)
+        h = F.relu(self.conv1(h.view(-1, 32, 7, 7)))  # (B, 16, 14, 14)
         return self.conv2(h)  # logits: (B, 1, 28, 28)
 
 
 class VAE(nn.Module):
     def __init__(self, latent_dim: int = 20):
         super().__init__()
-        self.latent_dim = latent_dim
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
 
     def forward(self, x):
         mu, logvar = self.encoder(x)
-        std = torch.exp(0.5 * logvar)
-        z = mu + torch.randn_like(std) * std  # reparameterization
+        eps = torch.randn_like(mu)
+        z = mu + torch.exp(0.5 * logvar) * eps  # the reparameterization
         return self.decoder(z), mu, logvar
 
 
@@ -69,12 +67,6 @@ def neg_elbo(x, logits, mu, logvar):
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, D)
     return bce.flatten(1).sum(1), kl.sum(1)
-
-
-def mnist(root: str, train: bool, device) -> torch.Tensor:
-    """A split of MNIST: grey levels in [0, 1], (N, 1, 28, 28)."""
-    ds = datasets.MNIST(root, train=train, download=True)
-    return ds.data.unsqueeze(1).to(device=device, dtype=torch.float32) / 255
 
 
 def train_epoch(model, opt, images, batches):
@@ -93,35 +85,20 @@ def train_epoch(model, opt, images, batches):
 
 
 @torch.no_grad()
-def evaluate(model, test):
+def evaluate(model, x_test):
     """Mean -ELBO per test image, with one z per image from a fixed seed."""
     model.eval()
-    sums = torch.zeros(2, dtype=torch.float64, device=test.device)
-    cuda = [test.device.index or 0] if test.device.type == "cuda" else []
-    # Evaluation draws its own z from a fixed seed without disturbing
-    # training's random numbers: fork_rng puts the generators back after.
-    with torch.random.fork_rng(devices=cuda):
+    sums = torch.zeros(2, dtype=torch.float64, device=x_test.device)
+    with torch.random.fork_rng():  # then puts training's generators back
         torch.manual_seed(1234)
-        for x in test.split(1000):
+        for x in x_test.split(1000):
             recon, kl = neg_elbo(x, *model(x))
             sums += torch.stack([recon.sum(), kl.sum()]).double()
-    recon, kl = (sums / len(test)).tolist()
-    return recon + kl
-
-
-@torch.no_grad()
-def sample(model, n: int, seed: int = 0) -> torch.Tensor:
-    """Decode n codes z ~ N(0, I): pixel probabilities, (n, 1, 28, 28)."""
-    model.eval()
-    rng = torch.Generator().manual_seed(seed)  # global RNG untouched
-    z = torch.randn(n, model.latent_dim, generator=rng)  # (n, D)
-    device = next(model.parameters()).device
-    return torch.sigmoid(model.decoder(z.to(device)))
+    return (sums / len(x_test)).sum().item()  # recon + kl
 
 
 def parse_args(argv=None):
-    """The settings: the command line's, or argv's (a list of strings)."""
-    cuda = torch.cuda.is_available()
+    """The settings, from the command line or from argv, a list of strings."""
     p = argparse.ArgumentParser(description="Train a VAE on MNIST.")
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--batch-size", type=int, default=32)
@@ -129,43 +106,47 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--train-size", type=int, default=60_000)
     p.add_argument("--data", default="data", help="MNIST's folder")
-    p.add_argument("--device", default="cuda" if cuda else "cpu")
     p.add_argument("--out", default="runs/one_page_vae.pt")
-    p.add_argument("--samples", type=int, default=64, help="grid size")
+    cuda = torch.cuda.is_available()
+    p.add_argument("--device", default="cuda" if cuda else "cpu")
     args = p.parse_args(argv)
-    if min(args.epochs, args.batch_size, args.train_size) < 1 or args.lr <= 0:
-        p.error("epochs, batch size, train size must be >= 1 and lr > 0")
-    if args.samples < 0:
-        p.error("--samples must be >= 0 (0: draw no samples)")
+    if min(args.epochs, args.batch_size, args.train_size, args.lr) <= 0:
+        p.error("epochs, batch size, train size and lr must be > 0")
     return args
 
 
 def main(argv=None):
-    """Train, save weights and samples; model, (train, test) per epoch."""
+    """Train, save the weights and 64 samples; model, [(train, test)]."""
     args = parse_args(argv)
     torch.manual_seed(args.seed)  # initial weights, then every draw
     model = VAE().to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    x_train = mnist(args.data, True, args.device)[: args.train_size]
+    train_set = datasets.MNIST(args.data, train=True, download=True)
+    test_set = datasets.MNIST(args.data, train=False, download=True)
+    x_train = train_set.data[: args.train_size, None] / 255  # (N, 1, 28, 28)
     rng = torch.Generator().manual_seed(0)  # one fixed test binarization
-    x_test = torch.bernoulli(mnist(args.data, False, "cpu"), generator=rng)
-    x_test, history = x_test.to(args.device), []
+    x_test = torch.bernoulli(test_set.data[:, None] / 255, generator=rng)
+    x_train, x_test = x_train.to(args.device), x_test.to(args.device)
+    history = []
     for epoch in range(args.epochs):
-        cosine = 1 + math.cos(math.pi * epoch / args.epochs)
-        for group in opt.param_groups:  # cosine decay towards 0
-            group["lr"] = args.lr * 0.5 * cosine
+        cosine = 0.5 * (1 + math.cos(math.pi * epoch / args.epochs))
+        for group in opt.param_groups:  # lr decays towards 0
+            group["lr"] = args.lr * cosine
         rng = torch.Generator().manual_seed(args.seed * 100_003 + epoch)
         order = torch.randperm(len(x_train), generator=rng).to(args.device)
         train = train_epoch(model, opt, x_train, order.split(args.batch_size))
         test = evaluate(model, x_test)
         history.append((train, test))
         print(f"epoch {epoch + 1}: -ELBO {train:.2f} train, {test:.2f} test")
+
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
-    if args.samples:  # a grid of samples next to the weights, 8 a row
-        grid = Path(args.out).with_suffix(".png")
-        save_image(sample(model, args.samples, args.seed), grid, nrow=8)
-        print(f"{args.samples} samples in {grid}")
+    rng = torch.Generator().manual_seed(args.seed)
+    z = torch.randn(64, model.decoder.fc1.in_features, generator=rng)
+    with torch.no_grad():  # samples: decode z ~ N(0, I), a PNG of 8 x 8
+        x = torch.sigmoid(model.eval().decoder(z.to(args.device)))
+    save_image(x, Path(args.out).with_suffix(".png"))
+    print(f"weights in {args.out}, 64 samples next to them in a PNG")
     return model, history
 
 

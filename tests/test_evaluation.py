@@ -3,6 +3,7 @@ independent computation (torch.distributions), chunks change nothing but memory,
 tightens with K, the model is left in its mode, and bad input raises."""
 
 import math
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -19,6 +20,7 @@ from vae_tutorial.evaluation import (
     log_weights,
     log_weights_at,
     nll_estimate,
+    seeded,
 )
 
 
@@ -168,3 +170,38 @@ def test_elbo_is_below_the_importance_sampled_bound_within_noise(seed):
     elbo = -neg_elbo_samples(model, x, 400)  # (400, B)
     noise = 4 * torch.sqrt(bounds.var(0) / 40 + elbo.var(0) / 400)
     assert (elbo.mean(0) <= bounds.mean(0) + noise).all()
+
+
+@pytest.mark.parametrize(
+    "device, forked",
+    [
+        ("cpu", {"devices": []}),
+        ("cuda:1", {"devices": [1], "device_type": "cuda"}),
+        ("mps", {"devices": [0], "device_type": "mps"}),
+    ],
+)
+def test_seeded_forks_the_generator_of_the_device_in_use(device, forked, monkeypatch):
+    # torch.manual_seed reseeds every device's generator, so seeded must put back the one
+    # that training draws from: on MPS too, not only on CUDA.
+    calls = []
+
+    @contextmanager
+    def fork_rng(**kwargs):
+        calls.append(kwargs)
+        yield
+
+    monkeypatch.setattr(torch.random, "fork_rng", fork_rng)
+    monkeypatch.setattr(torch, "manual_seed", lambda seed: None)  # no device touched
+    with seeded(torch.device(device), 1234):
+        pass
+    assert calls == [forked]
+
+
+def test_seeded_leaves_the_cpu_stream_where_it_was():
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    with seeded(torch.device("cpu"), 1234):
+        inside = torch.rand(3)
+    assert torch.equal(torch.rand(3), expected)
+    assert not torch.equal(inside, expected)

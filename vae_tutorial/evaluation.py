@@ -31,8 +31,11 @@ CHUNK_ELEMENTS = 2**25  # decoder outputs held at once (about 128 MB of float32 
 def seeded(device: torch.device, seed: int):
     """Run a block with the RNGs seeded by ``seed``, then put the RNG state back, so that
     an evaluation draws the same samples every time and leaves training's stream alone."""
-    fork = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=fork):
+    if device.type in ("cpu", "meta"):  # the CPU's generator is always forked
+        fork = {"devices": []}
+    else:  # and the generator of the accelerator in use: CUDA's, MPS's, ...
+        fork = {"devices": [device.index or 0], "device_type": device.type}
+    with torch.random.fork_rng(**fork):
         torch.manual_seed(seed)
         yield
 

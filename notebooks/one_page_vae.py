@@ -1,7 +1,8 @@
 """A VAE on binarized MNIST, in torch and torchvision only.
 
-Run: python one_page_vae.py [--help]. On the CPU it trains, bit for bit,
-what the VAE Tutorial Book's package trains with the same settings.
+From the repository's root: python notebooks/one_page_vae.py [--help]. On
+the CPU it trains, bit for bit, what the VAE Tutorial Book's package trains
+with the same settings.
 """
 
 import argparse
@@ -52,6 +53,7 @@ class Decoder(nn.Module):
 class VAE(nn.Module):
     def __init__(self, latent_dim: int = 20):
         super().__init__()
+        self.latent_dim = latent_dim
         self.encoder = Encoder(latent_dim)
         self.decoder = Decoder(latent_dim)
 
@@ -63,7 +65,7 @@ class VAE(nn.Module):
 
 
 def neg_elbo(x, logits, mu, logvar):
-    """-ELBO = -log p(x|z) + KL(q(z|x) || N(0, I)): the two terms, (B,)."""
+    """-ELBO, one z: -log p(x|z) + KL(q(z|x) || N(0, I)); each term (B,)."""
     bce = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp())  # (B, D)
     return bce.flatten(1).sum(1), kl.sum(1)
@@ -110,19 +112,26 @@ def parse_args(argv=None):
     cuda = torch.cuda.is_available()
     p.add_argument("--device", default="cuda" if cuda else "cpu")
     args = p.parse_args(argv)
-    if min(args.epochs, args.batch_size, args.train_size, args.lr) <= 0:
+    settings = args.epochs, args.batch_size, args.train_size, args.lr
+    if not all(v > 0 for v in settings):  # also refuses an lr of nan
         p.error("epochs, batch size, train size and lr must be > 0")
+    if Path(args.out).suffix == ".png":
+        p.error("--out names the weights' file; the samples go next to it")
     return args
 
 
 def main(argv=None):
     """Train, save the weights and 64 samples; model, [(train, test)]."""
     args = parse_args(argv)
-    torch.manual_seed(args.seed)  # initial weights, then every draw
+    torch.manual_seed(args.seed)  # initial weights, each batch's coins, noise
     model = VAE().to(args.device)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
-    train_set = datasets.MNIST(args.data, train=True, download=True)
-    test_set = datasets.MNIST(args.data, train=False, download=True)
+    try:  # from --data, or downloaded into it
+        train_set = datasets.MNIST(args.data, train=True, download=True)
+        test_set = datasets.MNIST(args.data, train=False, download=True)
+    except RuntimeError as e:  # offline, and MNIST not in --data
+        raise SystemExit(f"no MNIST in {args.data} ({e}); pass --data") from e
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     x_train = train_set.data[: args.train_size, None] / 255  # (N, 1, 28, 28)
     rng = torch.Generator().manual_seed(0)  # one fixed test binarization
     x_test = torch.bernoulli(test_set.data[:, None] / 255, generator=rng)
@@ -138,11 +147,12 @@ def main(argv=None):
         test = evaluate(model, x_test)
         history.append((train, test))
         print(f"epoch {epoch + 1}: -ELBO {train:.2f} train, {test:.2f} test")
+        if not math.isfinite(train):
+            raise SystemExit(f"the loss is {train}: lower --lr {args.lr}")
 
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), args.out)
     rng = torch.Generator().manual_seed(args.seed)
-    z = torch.randn(64, model.decoder.fc1.in_features, generator=rng)
+    z = torch.randn(64, model.latent_dim, generator=rng)
     with torch.no_grad():  # samples: decode z ~ N(0, I), a PNG of 8 x 8
         x = torch.sigmoid(model.eval().decoder(z.to(args.device)))
     save_image(x, Path(args.out).with_suffix(".png"))

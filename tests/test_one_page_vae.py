@@ -37,11 +37,36 @@ def test_trains_saves_weights_and_samples(mnist_root, tmp_path):
         (["--lr=-1e-3"], "must be > 0"),
         (["--batch-size", "0"], "must be > 0"),
         (["--lr", "fast"], "invalid float value: 'fast'"),
+        (["--lr", "nan"], "must be > 0"),
+        (["--out", "runs/vae.png"], "--out names the weights' file"),
     ],
 )
 def test_bad_settings_fail_before_any_work(args, message, tmp_path):
     out = tmp_path / "vae.pt"
-    result = run(*args, "--data", str(tmp_path / "no-data"), "--out", str(out))
+    result = run("--data", str(tmp_path / "no-data"), "--out", str(out), *args)
     assert result.returncode == 2  # argparse's usage error
     assert message in result.stderr
     assert not out.exists() and not (tmp_path / "no-data").exists()
+
+
+def test_a_diverging_run_stops_with_what_to_change(mnist_root, tmp_path):
+    out = tmp_path / "vae.pt"
+    short = ["--epochs", "3", "--train-size", "256", "--device", "cpu"]
+    result = run(*short, "--lr", "1e9", "--data", str(mnist_root), "--out", str(out))
+    assert result.returncode == 1
+    assert result.stdout.count("epoch") == 1  # stopped after the first epoch
+    assert "the loss is nan: lower --lr" in result.stderr
+    assert not out.exists()  # no weights of nan saved
+
+
+def test_missing_data_offline_says_where_it_looked(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import one_page_vae
+
+    def offline(root, train, download):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(one_page_vae.datasets, "MNIST", offline)
+    data = tmp_path / "nowhere"
+    with pytest.raises(SystemExit, match=f"no MNIST in {data} .*; pass --data"):
+        one_page_vae.main(["--data", str(data), "--out", str(tmp_path / "v.pt")])
